@@ -1,0 +1,106 @@
+"""The gateway interface: a small Protocol, the values it speaks, and its errors.
+
+Statuses use Stripe's vocabulary, the lingua franca of card gateways; the payment
+rules (models/rules.py) say what each one means for a payment. A gateway never
+imports anything from the rest of payql.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+
+class GatewayStatus(Enum):
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method"  # waiting for the client to confirm
+    AWAITING_FUNDS = "awaiting_funds"  # offline: waiting for the money to arrive
+    REQUIRES_ACTION = "requires_action"  # 3-D Secure or another customer step
+    PROCESSING = "processing"
+    REQUIRES_CAPTURE = "requires_capture"  # authorized, manual capture
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class RefundOutcome(Enum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Card:
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+@dataclass(frozen=True)
+class ChargeRequest:
+    reference: str  # our payment id
+    amount: int  # minor units
+    currency: str
+    method: str  # a PaymentMethod name: CREDIT_CARD, PAYPAL, BANK_TRANSFER, …
+    token: str | None
+    manual_capture: bool
+    idempotency_key: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChargeState:
+    transaction_id: str
+    status: GatewayStatus
+    amount_captured: int = 0
+    client_secret: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    card: Card | None = None
+
+
+@dataclass(frozen=True)
+class RefundState:
+    refund_id: str
+    status: RefundOutcome
+    failure_reason: str | None = None
+
+
+class GatewayError(Exception):
+    """The gateway refused the request for a reason that retrying will not fix."""
+
+
+class GatewayUnavailable(GatewayError):
+    """The gateway could not be reached or failed; the outcome is unknown. Retry or sync."""
+
+
+class InvalidToken(GatewayError):
+    """The payment token is not one this gateway knows."""
+
+
+class Gateway(Protocol):
+    name: str
+    # PaymentMethod names this gateway can take.
+    methods: frozenset[str]
+
+    def accepts_token(self, method: str, token: str | None) -> str | None:
+        """None when the token suits the method, else why not (checked before any write)."""
+        ...
+
+    async def charge(self, request: ChargeRequest) -> ChargeState: ...
+
+    async def capture(
+        self, transaction_id: str, amount: int, idempotency_key: str
+    ) -> ChargeState: ...
+
+    async def cancel(self, transaction_id: str, idempotency_key: str) -> ChargeState: ...
+
+    async def refund(
+        self, transaction_id: str, amount: int, idempotency_key: str
+    ) -> RefundState: ...
+
+    async def retrieve(self, transaction_id: str) -> ChargeState | None:
+        """The gateway's truth about a payment, or None when it holds none (offline methods)."""
+        ...

@@ -1,0 +1,1017 @@
+"""The one write path. Every change to a payment's status or amounts goes through here.
+
+Each command runs in phases, so that no lock or transaction is held across a
+gateway call:
+
+1. record the intent in a transaction (the payment row, or a refund row that
+   reserves its amount), together with the caller's idempotency key;
+2. call the gateway, with an idempotency key derived from our row id, so a retry
+   can never charge twice;
+3. apply the outcome in one transaction (`_apply`): the transition the table in
+   models/rules.py allows, its audit event, the order's status; commit, then publish.
+
+Webhooks and syncs enter at phase 3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from gateways.base import (
+    ChargeRequest,
+    ChargeState,
+    Gateway,
+    GatewayError,
+    GatewayUnavailable,
+    RefundOutcome,
+    RefundState,
+)
+from models import money, rules
+from models.access import Actor, owns, visible_orders, visible_payments
+from models.errors import DomainError, ErrorCode, invalid_state, not_found, validation
+from models.ids import new_id
+from models.rules import (
+    CaptureMethod,
+    EventSource,
+    OrderStatus,
+    PaymentMethod,
+    PaymentStatus,
+    RefundStatus,
+    Reported,
+)
+from models.tables import (
+    Counter,
+    IdempotencyKey,
+    Order,
+    OrderLine,
+    Payment,
+    PaymentEvent,
+    Product,
+    Refund,
+)
+
+log = logging.getLogger("payql.payments")
+
+MAX_LINES = 100
+MAX_QUANTITY = 1000
+MAX_TEXT = 200
+OFFLINE_GATEWAY = "manual"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- what the entry points hand in and get back -------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomerData:
+    name: str
+    email: str
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    order_id: str
+    method: PaymentMethod
+    gateway: str | None = None
+    token: str | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    capture_method: CaptureMethod = CaptureMethod.AUTOMATIC
+    billing_address: Mapping[str, str | None] | None = None
+    metadata: Any = None  # checked by _metadata: Stripe-like string keys and values
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        body = {
+            "orderId": self.order_id,
+            "method": self.method.value,
+            "gateway": self.gateway,
+            "token": self.token,
+            "amount": None if self.amount is None else str(self.amount.normalize()),
+            "currency": self.currency,
+            "captureMethod": self.capture_method.value,
+            "billingAddress": self.billing_address,
+            "metadata": self.metadata,
+        }
+        return _digest(body)
+
+
+@dataclass
+class Outcome:
+    """A command's result: what it produced, and the expected failure if there was one."""
+
+    order: Order | None = None
+    payment: Payment | None = None
+    refund: Refund | None = None
+    client_secret: str | None = None
+    error: DomainError | None = None
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A committed status change, as broadcast to subscribers: small and flat."""
+
+    cursor: int
+    payment_id: str
+    order_id: str
+    customer_id: str
+    previous: PaymentStatus | None
+    status: PaymentStatus
+    occurred_at: datetime
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "cursor": self.cursor,
+                "paymentId": self.payment_id,
+                "orderId": self.order_id,
+                "customerId": self.customer_id,
+                "previous": self.previous.value if self.previous else None,
+                "status": self.status.value,
+                "occurredAt": self.occurred_at.isoformat(),
+            },
+            separators=(",", ":"),
+        )
+
+
+class Publisher(Protocol):
+    async def publish(self, change: StatusChange) -> None: ...
+
+
+class NoPublisher:
+    async def publish(self, change: StatusChange) -> None:
+        return None
+
+
+# -- phase 3: applying a change ------------------------------------------------------
+
+
+class _Conflict(Exception):
+    """The row changed under us (optimistic check failed): read again and retry."""
+
+
+@dataclass
+class _Tx:
+    """A payment being changed inside `_apply`'s transaction."""
+
+    payment: Payment
+    conn: Any
+    now: datetime
+    source: EventSource
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def event(self, type_: str, **data: Any) -> None:
+        self.events.append({"type": type_, "from_status": None, "to_status": None, "data": data})
+
+    def move(
+        self, status: PaymentStatus, type_: str = "payment.status_changed", **data: Any
+    ) -> None:
+        current = self.payment.status
+        if status is current:
+            return
+        rules.require_transition(current, status)
+        self.payment.status = status
+        if status not in rules.AWAITING_CUSTOMER:
+            self.payment.client_secret = None
+        if status is not PaymentStatus.PENDING and self.payment.processed_at is None:
+            self.payment.processed_at = self.now
+        if status is PaymentStatus.COMPLETED and self.payment.completed_at is None:
+            self.payment.completed_at = self.now
+        self.events.append(
+            {"type": type_, "from_status": current, "to_status": status, "data": data}
+        )
+
+    def absorb(self, state: ChargeState) -> None:
+        """Take the gateway's word for the payment, where the table allows it."""
+        p = self.payment
+        verdict, status = rules.on_report(p.status, state.status.value)
+        if verdict is Reported.IGNORE:
+            self.event(
+                "payment.transition_ignored",
+                reported=status.value,
+                current=p.status.value,
+                gatewayStatus=state.status.value,
+            )
+            return
+        if state.transaction_id:
+            p.gateway_transaction_id = state.transaction_id
+        if state.card is not None:
+            p.card_brand = state.card.brand
+            p.card_last4 = state.card.last4
+            p.card_exp_month = state.card.exp_month
+            p.card_exp_year = state.card.exp_year
+        if status in rules.AWAITING_CUSTOMER and state.client_secret:
+            p.client_secret = state.client_secret
+        if status is PaymentStatus.FAILED:
+            p.failure_code = state.failure_code or "payment_failed"
+            p.failure_message = state.failure_message or "The payment failed."
+        if status is PaymentStatus.COMPLETED and verdict is Reported.MOVE:
+            p.captured = state.amount_captured or p.amount
+        self.move(status, gatewayStatus=state.status.value)
+
+
+_TRACKED = (
+    "status",
+    "gateway_transaction_id",
+    "client_secret",
+    "failure_code",
+    "failure_message",
+    "card_brand",
+    "card_last4",
+    "card_exp_month",
+    "card_exp_year",
+    "captured",
+    "refunded",
+    "refund_pending",
+    "processed_at",
+    "completed_at",
+)
+
+
+def _snapshot(payment: Payment) -> dict[str, Any]:
+    return {name: getattr(payment, name) for name in _TRACKED}
+
+
+Decide = Callable[[_Tx], Awaitable[None]]
+
+
+# -- the service -----------------------------------------------------------------------
+
+
+@dataclass
+class PaymentService:
+    gateways: Mapping[str, Gateway]
+    publisher: Publisher = field(default_factory=NoPublisher)
+    refund_window: timedelta = timedelta(days=180)
+    card_gateway: str = "simulated"
+    clock: Callable[[], datetime] = utcnow
+    # How long a request waits for a concurrent one with the same idempotency key.
+    idempotency_wait: float = 30.0
+
+    # -- orders ------------------------------------------------------------------
+
+    async def create_order(
+        self,
+        actor: Actor,
+        lines: Sequence[tuple[str, int]],
+        customer: CustomerData | None = None,
+        billing_address: Mapping[str, str | None] | None = None,
+    ) -> Order:
+        quantities = _merge_lines(lines)
+        owner = _order_customer(actor, customer)
+        address = _address(billing_address, "billingAddress")
+        async with in_transaction() as conn:
+            products = {
+                p.sku: p for p in await Product.filter(sku__in=list(quantities)).using_db(conn)
+            }
+            for index, sku in enumerate(quantities):
+                if sku not in products:
+                    raise DomainError(
+                        ErrorCode.NOT_FOUND, f"no product with sku {sku!r}", f"lines.{index}.sku"
+                    )
+            currencies = {p.currency for p in products.values()}
+            if len(currencies) > 1:
+                raise DomainError(
+                    ErrorCode.CURRENCY_MISMATCH,
+                    f"an order has one currency; these lines mix {', '.join(sorted(currencies))}",
+                    "lines",
+                )
+            for index, (sku, quantity) in enumerate(quantities.items()):
+                reserved = (
+                    await Product.filter(sku=sku, stock__gte=quantity)
+                    .using_db(conn)
+                    .update(stock=F("stock") - quantity)
+                )
+                if reserved != 1:
+                    raise DomainError(
+                        ErrorCode.OUT_OF_STOCK,
+                        f"not enough {products[sku].name} in stock for {quantity}",
+                        f"lines.{index}.quantity",
+                    )
+            total = sum(products[sku].price * q for sku, q in quantities.items())
+            if total >= money.MAX_MINOR:
+                raise validation("the order total is too large", "lines")
+            now = self.clock()
+            order = await Order.create(
+                using_db=conn,
+                id=new_id("ord"),
+                number=await _next_order_number(conn, now),
+                customer_id=owner.id,
+                customer_name=owner.name,
+                customer_email=owner.email,
+                currency=currencies.pop(),
+                total=total,
+                billing_address=address,
+            )
+            await OrderLine.bulk_create(
+                [
+                    OrderLine(
+                        order_id=order.id,
+                        position=index,
+                        sku=sku,
+                        name=products[sku].name,
+                        quantity=quantity,
+                        unit_price=products[sku].price,
+                    )
+                    for index, (sku, quantity) in enumerate(quantities.items())
+                ],
+                using_db=conn,
+            )
+        return order
+
+    # -- payments ----------------------------------------------------------------
+
+    def gateway_for(self, method: PaymentMethod, name: str | None) -> Gateway:
+        if name is None:
+            name = OFFLINE_GATEWAY if method in rules.OFFLINE_METHODS else self.card_gateway
+        gateway = self.gateways.get(name)
+        if gateway is None:
+            raise validation(
+                f"unknown gateway {name!r}; this service has {', '.join(sorted(self.gateways))}",
+                "gateway",
+            )
+        if method.value not in gateway.methods:
+            raise validation(f"the {name} gateway does not take {method.value}", "paymentMethod")
+        return gateway
+
+    async def process_payment(self, actor: Actor, request: PaymentRequest) -> Outcome:
+        gateway = self.gateway_for(request.method, request.gateway)
+        problem = gateway.accepts_token(request.method.value, request.token)
+        if problem:
+            raise validation(problem, "token")
+        address = _address(request.billing_address, "billingAddress")
+        metadata = _metadata(request.metadata)
+        key = _key(request.idempotency_key)
+        scope = f"{actor.scope}:processPayment"
+        fingerprint = request.fingerprint()
+        if key is not None:
+            existing = await IdempotencyKey.get_or_none(scope=scope, key=key)
+            if existing is not None:
+                return await self._replay_payment(actor, existing, fingerprint)
+
+        # Phase 1: record the intent.
+        payment_id = new_id("pay")
+        try:
+            async with in_transaction() as conn:
+                record = None
+                if key is not None:
+                    record = await IdempotencyKey.create(
+                        using_db=conn,
+                        scope=scope,
+                        key=key,
+                        fingerprint=fingerprint,
+                        resource_id=payment_id,
+                    )
+                order = await _payable_order(actor, request.order_id, conn)
+                amount = order.total
+                if request.currency is not None:
+                    currency = money.currency_code(request.currency)
+                    if currency != order.currency:
+                        raise DomainError(
+                            ErrorCode.CURRENCY_MISMATCH,
+                            f"the order is in {order.currency}, not {currency}",
+                            "currency",
+                        )
+                if request.amount is not None:
+                    offered = money.to_minor(request.amount, order.currency)
+                    if offered != amount:
+                        raise DomainError(
+                            ErrorCode.AMOUNT_MISMATCH,
+                            f"the amount due is {money.format_money(amount, order.currency)}",
+                            "amount",
+                        )
+                claimed = (
+                    await Order.filter(id=order.id, version=order.version)
+                    .using_db(conn)
+                    .update(version=order.version + 1)
+                )
+                if claimed != 1:
+                    raise invalid_state("the order changed while paying it: try again")
+                payment = await Payment.create(
+                    using_db=conn,
+                    id=payment_id,
+                    order_id=order.id,
+                    customer_id=order.customer_id,
+                    amount=amount,
+                    currency=order.currency,
+                    payment_method=request.method,
+                    capture_method=request.capture_method,
+                    gateway=gateway.name,
+                    billing_address=address or order.billing_address,
+                    metadata=metadata,
+                )
+                created = await PaymentEvent.create(
+                    using_db=conn,
+                    payment_id=payment.id,
+                    type="payment.created",
+                    to_status=PaymentStatus.PENDING,
+                    source=EventSource.API,
+                    data={"amount": amount, "currency": order.currency, "gateway": gateway.name},
+                )
+        except IntegrityError:
+            if key is None:
+                raise
+            # A concurrent request with the same key recorded its intent first.
+            existing = await IdempotencyKey.get(scope=scope, key=key)
+            return await self._replay_payment(actor, existing, fingerprint)
+        await self._publish([_change(payment, created)])
+
+        # Phase 2: the gateway, outside any transaction.
+        charge = ChargeRequest(
+            reference=payment.id,
+            amount=payment.amount,
+            currency=payment.currency,
+            method=request.method.value,
+            token=request.token,
+            manual_capture=request.capture_method is CaptureMethod.MANUAL,
+            idempotency_key=f"payql-{payment.id}",
+            metadata={"payql_payment_id": payment.id, "payql_order_id": payment.order_id},
+        )
+        error: DomainError | None = None
+        try:
+            state = await gateway.charge(charge)
+        except GatewayUnavailable as exc:
+            log.warning("gateway %s unavailable for %s: %s", gateway.name, payment.id, exc)
+            error = DomainError(
+                ErrorCode.GATEWAY_UNAVAILABLE,
+                "the payment gateway did not answer; the payment stays PENDING until synced",
+            )
+            decide = _note("gateway.unavailable", reason=str(exc))
+        except GatewayError as exc:
+            error = DomainError(ErrorCode.GATEWAY_ERROR, f"the gateway refused: {exc}")
+            decide = _fail("gateway_error", str(exc))
+        else:
+            decide = _absorb(state)
+
+        # Phase 3: apply the outcome.
+        payment = await self._apply(
+            payment.id, decide, EventSource.GATEWAY, complete=record.id if record else None
+        )
+        return Outcome(payment=payment, client_secret=_secret_for(payment), error=error)
+
+    async def _replay_payment(
+        self, actor: Actor, record: IdempotencyKey, fingerprint: str
+    ) -> Outcome:
+        await self._await_first(record, fingerprint)
+        payment = await visible_payments(actor).get(id=record.resource_id)
+        return Outcome(payment=payment, client_secret=_secret_for(payment))
+
+    async def _await_first(self, record: IdempotencyKey, fingerprint: str) -> None:
+        """Same key, same input: wait for the first request to finish, then answer as it did."""
+        if record.fingerprint != fingerprint:
+            raise DomainError(
+                ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                "this idempotency key was used with different input",
+                "idempotencyKey",
+            )
+        waited = 0.0
+        while not record.completed and waited < self.idempotency_wait:
+            await asyncio.sleep(0.05)
+            waited += 0.05
+            await record.refresh_from_db(fields=["completed"])
+
+    async def capture_payment(
+        self, actor: Actor, payment_id: str, amount: Decimal | None = None
+    ) -> Outcome:
+        actor.require_admin("capture payments")
+        payment = await _visible_payment(actor, payment_id)
+        wanted = None if amount is None else money.to_minor(amount, payment.currency)
+        to_capture = rules.check_capture(payment.status, payment.amount, wanted)
+        return await self._gateway_step(
+            payment,
+            EventSource.ADMIN,
+            intent=("payment.capture_requested", {"amount": to_capture}),
+            call=lambda gw, txn: gw.capture(txn, to_capture, f"payql-{payment.id}-capture"),
+        )
+
+    async def cancel_payment(self, actor: Actor, payment_id: str) -> Outcome:
+        payment = await _visible_payment(actor, payment_id)
+        rules.check_cancel(payment.status, admin=actor.admin)
+        source = EventSource.ADMIN if actor.admin else EventSource.API
+        if payment.gateway_transaction_id is None:
+            # The gateway never heard of it: nothing to void there.
+            payment = await self._apply(payment.id, _cancel_here, source)
+            return Outcome(payment=payment)
+        return await self._gateway_step(
+            payment,
+            source,
+            intent=("payment.cancel_requested", {}),
+            call=lambda gw, txn: gw.cancel(txn, f"payql-{payment.id}-cancel"),
+        )
+
+    async def mark_payment_received(self, actor: Actor, payment_id: str) -> Outcome:
+        actor.require_admin("mark payments received")
+        payment = await _visible_payment(actor, payment_id)
+        rules.check_mark_received(payment.status, payment.payment_method)
+        return await self._gateway_step(
+            payment,
+            EventSource.ADMIN,
+            intent=("payment.received", {"by": actor.customer_id}),
+            call=lambda gw, txn: gw.capture(txn, payment.amount, f"payql-{payment.id}-received"),
+        )
+
+    async def sync_payment(self, actor: Actor, payment_id: str) -> Outcome:
+        payment = await _visible_payment(actor, payment_id)
+        if payment.gateway_transaction_id is None:
+            return Outcome(payment=payment)
+        gateway = self._gateway_of(payment)
+        try:
+            state = await gateway.retrieve(payment.gateway_transaction_id)
+        except GatewayUnavailable as exc:
+            return Outcome(payment=payment, error=_unavailable(exc))
+        except GatewayError as exc:
+            return Outcome(payment=payment, error=DomainError(ErrorCode.GATEWAY_ERROR, str(exc)))
+        if state is None:
+            return Outcome(payment=payment)
+        payment = await self._apply(payment.id, _absorb(state), EventSource.GATEWAY)
+        return Outcome(payment=payment)
+
+    async def apply_gateway_state(
+        self, payment_id: str, state: ChargeState, source: EventSource
+    ) -> Payment:
+        """Phase 3 alone: for webhooks and reconciliation, which learn an outcome later."""
+        return await self._apply(payment_id, _absorb(state), source)
+
+    async def _gateway_step(
+        self,
+        payment: Payment,
+        source: EventSource,
+        intent: tuple[str, dict[str, Any]],
+        call: Callable[[Gateway, str], Awaitable[ChargeState]],
+    ) -> Outcome:
+        gateway = self._gateway_of(payment)
+        event_type, data = intent
+        await self._apply(payment.id, _note(event_type, **data), source)
+        assert payment.gateway_transaction_id is not None
+        try:
+            state = await call(gateway, payment.gateway_transaction_id)
+        except GatewayUnavailable as exc:
+            return Outcome(payment=await Payment.get(id=payment.id), error=_unavailable(exc))
+        except GatewayError as exc:
+            payment = await self._apply(
+                payment.id, _note("gateway.refused", reason=str(exc)), EventSource.GATEWAY
+            )
+            return Outcome(payment=payment, error=DomainError(ErrorCode.GATEWAY_ERROR, str(exc)))
+        payment = await self._apply(payment.id, _absorb(state), source)
+        return Outcome(payment=payment)
+
+    # -- refunds -----------------------------------------------------------------
+
+    async def refund_payment(
+        self,
+        actor: Actor,
+        payment_id: str,
+        amount: Decimal | None = None,
+        reason: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
+        actor.require_admin("refund payments")
+        reason = _text(reason, "reason", 500)
+        key = _key(idempotency_key)
+        scope = f"{actor.scope}:refundPayment"
+        fingerprint = _digest(
+            {
+                "paymentId": payment_id,
+                "amount": None if amount is None else str(amount.normalize()),
+                "reason": reason,
+            }
+        )
+        if key is not None:
+            existing = await IdempotencyKey.get_or_none(scope=scope, key=key)
+            if existing is not None:
+                return await self._replay_refund(existing, fingerprint)
+        payment = await _visible_payment(actor, payment_id)
+        wanted = None if amount is None else money.to_minor(amount, payment.currency)
+        refund_id = new_id("re")
+        record_id: int | None = None
+
+        # Phase 1: reserve the amount, in the payment's own transaction.
+        async def reserve(tx: _Tx) -> None:
+            nonlocal record_id
+            p = tx.payment
+            to_refund = rules.check_refund(
+                status=p.status,
+                captured=p.captured,
+                refunded=p.refunded,
+                refund_pending=p.refund_pending,
+                amount=wanted,
+                completed_at=p.completed_at,
+                now=tx.now,
+                window=self.refund_window,
+            )
+            if key is not None:
+                record = await IdempotencyKey.create(
+                    using_db=tx.conn,
+                    scope=scope,
+                    key=key,
+                    fingerprint=fingerprint,
+                    resource_id=refund_id,
+                )
+                record_id = record.id
+            p.refund_pending += to_refund
+            await Refund.create(
+                using_db=tx.conn,
+                id=refund_id,
+                payment_id=p.id,
+                amount=to_refund,
+                currency=p.currency,
+                reason=reason,
+            )
+            tx.event("refund.created", refundId=refund_id, amount=to_refund)
+
+        try:
+            payment = await self._apply(payment.id, reserve, EventSource.ADMIN)
+        except IntegrityError:
+            if key is None:
+                raise
+            existing = await IdempotencyKey.get(scope=scope, key=key)
+            return await self._replay_refund(existing, fingerprint)
+        refund = await Refund.get(id=refund_id)
+
+        # Phase 2: the gateway.
+        gateway = self._gateway_of(payment)
+        assert payment.gateway_transaction_id is not None
+        try:
+            result = await gateway.refund(
+                payment.gateway_transaction_id, refund.amount, f"payql-{refund.id}"
+            )
+        except GatewayUnavailable as exc:
+            # Unknown outcome: the refund stays PENDING (its amount reserved) until synced.
+            return Outcome(refund=refund, payment=payment, error=_unavailable(exc))
+        except GatewayError as exc:
+            result = RefundState("", RefundOutcome.FAILED, str(exc))
+
+        # Phase 3: apply the outcome.
+        payment = await self.apply_refund_state(
+            refund.id, result, EventSource.GATEWAY, complete=record_id
+        )
+        refund = await Refund.get(id=refund.id)
+        error = None
+        if refund.status is RefundStatus.FAILED:
+            error = DomainError(
+                ErrorCode.GATEWAY_ERROR, f"the gateway refused the refund: {refund.failure_reason}"
+            )
+        return Outcome(refund=refund, payment=payment, error=error)
+
+    async def apply_refund_state(
+        self,
+        refund_id: str,
+        result: RefundState,
+        source: EventSource,
+        complete: int | None = None,
+    ) -> Payment:
+        refund = await Refund.get(id=refund_id)
+
+        async def settle(tx: _Tx) -> None:
+            current = await Refund.select_for_update().using_db(tx.conn).get(id=refund_id)
+            if current.status is not RefundStatus.PENDING or result.status is RefundOutcome.PENDING:
+                if result.refund_id and not current.gateway_refund_id:
+                    current.gateway_refund_id = result.refund_id
+                    await current.save(using_db=tx.conn, update_fields=["gateway_refund_id"])
+                return
+            p = tx.payment
+            p.refund_pending -= current.amount
+            current.gateway_refund_id = result.refund_id or None
+            current.completed_at = tx.now
+            if result.status is RefundOutcome.SUCCEEDED:
+                current.status = RefundStatus.SUCCEEDED
+                p.refunded += current.amount
+                tx.event("refund.succeeded", refundId=current.id, amount=current.amount)
+                tx.move(
+                    rules.status_after_refunds(p.captured, p.refunded),
+                    refundId=current.id,
+                )
+            else:
+                current.status = RefundStatus.FAILED
+                current.failure_reason = _text(result.failure_reason, "reason", 500) or "failed"
+                tx.event("refund.failed", refundId=current.id, reason=current.failure_reason)
+            await current.save(
+                using_db=tx.conn,
+                update_fields=["status", "gateway_refund_id", "completed_at", "failure_reason"],
+            )
+
+        return await self._apply(refund.payment_id, settle, source, complete=complete)
+
+    async def _replay_refund(self, record: IdempotencyKey, fingerprint: str) -> Outcome:
+        await self._await_first(record, fingerprint)
+        refund = await Refund.get(id=record.resource_id)
+        payment = await Payment.get(id=refund.payment_id)
+        return Outcome(refund=refund, payment=payment)
+
+    # -- the transaction of phase 3 ------------------------------------------------
+
+    async def _apply(
+        self,
+        payment_id: str,
+        decide: Decide,
+        source: EventSource,
+        complete: int | None = None,
+    ) -> Payment:
+        """Change one payment in one transaction; commit, then publish.
+
+        The row is locked (PostgreSQL) and also checked by version, so the change is
+        correct on any database. `decide` may raise a DomainError: nothing is written.
+        """
+        for _attempt in range(5):
+            try:
+                async with in_transaction() as conn:
+                    payment = await Payment.select_for_update().using_db(conn).get(id=payment_id)
+                    before = _snapshot(payment)
+                    version = payment.version
+                    tx = _Tx(payment=payment, conn=conn, now=self.clock(), source=source)
+                    await decide(tx)
+                    changed = {k: v for k, v in _snapshot(payment).items() if before[k] != v}
+                    if changed or tx.events:
+                        updated = (
+                            await Payment.filter(id=payment_id, version=version)
+                            .using_db(conn)
+                            .update(**changed, version=version + 1, updated_at=tx.now)
+                        )
+                        if updated != 1:
+                            raise _Conflict
+                        payment.version = version + 1
+                        payment.updated_at = tx.now
+                    changes = []
+                    for spec in tx.events:
+                        event = await PaymentEvent.create(
+                            using_db=conn, payment_id=payment_id, source=source, **spec
+                        )
+                        if spec["to_status"] is not None:
+                            changes.append(_change(payment, event))
+                    if "status" in changed:
+                        await _follow_payments(payment.order_id, conn)
+                    if complete is not None:
+                        await (
+                            IdempotencyKey.filter(id=complete).using_db(conn).update(completed=True)
+                        )
+            except _Conflict:
+                continue
+            await self._publish(changes)
+            return payment
+        raise invalid_state("the payment is changing too fast: try again")
+
+    async def _publish(self, changes: list[StatusChange]) -> None:
+        for change in changes:
+            try:
+                await self.publisher.publish(change)
+            except Exception:  # the change is committed; subscribers resume with `after`
+                log.exception("could not publish %s of %s", change.cursor, change.payment_id)
+
+    def _gateway_of(self, payment: Payment) -> Gateway:
+        gateway = self.gateways.get(payment.gateway)
+        if gateway is None:
+            raise DomainError(
+                ErrorCode.GATEWAY_ERROR, f"the {payment.gateway} gateway is not configured"
+            )
+        return gateway
+
+
+# -- decisions ---------------------------------------------------------------------------
+
+
+def _absorb(state: ChargeState) -> Decide:
+    async def decide(tx: _Tx) -> None:
+        tx.absorb(state)
+
+    return decide
+
+
+def _note(event_type: str, **data: Any) -> Decide:
+    async def decide(tx: _Tx) -> None:
+        tx.event(event_type, **data)
+
+    return decide
+
+
+def _fail(code: str, message: str) -> Decide:
+    async def decide(tx: _Tx) -> None:
+        tx.payment.failure_code = code
+        tx.payment.failure_message = message[:500]
+        tx.move(PaymentStatus.FAILED)
+
+    return decide
+
+
+async def _cancel_here(tx: _Tx) -> None:
+    tx.move(PaymentStatus.CANCELLED)
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _change(payment: Payment, event: PaymentEvent) -> StatusChange:
+    assert event.to_status is not None
+    return StatusChange(
+        cursor=event.id,
+        payment_id=payment.id,
+        order_id=payment.order_id,
+        customer_id=payment.customer_id,
+        previous=event.from_status,
+        status=event.to_status,
+        occurred_at=event.created_at,
+    )
+
+
+async def _follow_payments(order_id: str, conn: Any) -> None:
+    """The order's status follows its payments; a full refund puts the stock back."""
+    order = await Order.select_for_update().using_db(conn).get(id=order_id)
+    rows = (
+        await Payment.filter(order_id=order_id)
+        .using_db(conn)
+        .values_list("status", "captured", "refunded")
+    )
+    status = rules.order_status((PaymentStatus(s), c, r) for s, c, r in rows)
+    if status is order.status:
+        return
+    order.status = status
+    fields = ["status", "version", "updated_at"]
+    if status is OrderStatus.REFUNDED and not order.stock_restored:
+        for line in await OrderLine.filter(order_id=order_id).using_db(conn):
+            await (
+                Product.filter(sku=line.sku).using_db(conn).update(stock=F("stock") + line.quantity)
+            )
+        order.stock_restored = True
+        fields.append("stock_restored")
+    order.version += 1
+    await order.save(using_db=conn, update_fields=fields)
+
+
+async def _payable_order(actor: Actor, order_id: str, conn: Any) -> Order:
+    order = (
+        await visible_orders(actor).filter(id=order_id).select_for_update().using_db(conn).first()
+    )
+    if order is None:
+        raise not_found("order", "orderId")
+    if order.status is not OrderStatus.PENDING:
+        raise invalid_state(f"order {order.number} is {order.status.value}, not payable")
+    open_payment = (
+        await Payment.filter(order_id=order.id, status__in=list(rules.OPEN)).using_db(conn).first()
+    )
+    if open_payment is not None:
+        raise invalid_state(
+            f"payment {open_payment.id} on this order is still {open_payment.status.value}: "
+            "finish or cancel it first"
+        )
+    return order
+
+
+async def _visible_payment(actor: Actor, payment_id: str) -> Payment:
+    payment = await visible_payments(actor).get_or_none(id=payment_id)
+    if payment is None:
+        raise not_found("payment", "id")
+    return payment
+
+
+async def _next_order_number(conn: Any, now: datetime) -> str:
+    bumped = await Counter.filter(name="order").using_db(conn).update(value=F("value") + 1)
+    if bumped != 1:
+        await Counter.create(using_db=conn, name="order", value=1)
+    counter = await Counter.filter(name="order").using_db(conn).get()
+    return f"ORD-{now.year}-{counter.value:06d}"
+
+
+def _secret_for(payment: Payment) -> str | None:
+    return payment.client_secret if payment.status in rules.AWAITING_CUSTOMER else None
+
+
+def _unavailable(exc: Exception) -> DomainError:
+    log.warning("gateway unavailable: %s", exc)
+    return DomainError(
+        ErrorCode.GATEWAY_UNAVAILABLE,
+        "the payment gateway did not answer; try again or sync the payment",
+    )
+
+
+def _digest(body: Mapping[str, Any]) -> str:
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
+
+
+def _key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not 1 <= len(value) <= 255:
+        raise validation("an idempotency key has 1 to 255 characters", "idempotencyKey")
+    return value
+
+
+def _text(value: str | None, field_name: str, limit: int = MAX_TEXT) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) > limit:
+        raise validation(f"{field_name} is longer than {limit} characters", field_name)
+    return value or None
+
+
+def _merge_lines(lines: Sequence[tuple[str, int]]) -> dict[str, int]:
+    if not lines:
+        raise validation("an order needs at least one line", "lines")
+    if len(lines) > MAX_LINES:
+        raise validation(f"an order has at most {MAX_LINES} lines", "lines")
+    merged: dict[str, int] = {}
+    for index, (sku, quantity) in enumerate(lines):
+        if not 1 <= quantity <= MAX_QUANTITY:
+            raise validation(
+                f"a quantity is between 1 and {MAX_QUANTITY}", f"lines.{index}.quantity"
+            )
+        sku = sku.strip()
+        merged[sku] = merged.get(sku, 0) + quantity
+        if merged[sku] > MAX_QUANTITY:
+            raise validation(f"at most {MAX_QUANTITY} of one product", f"lines.{index}.quantity")
+    return merged
+
+
+def _order_customer(actor: Actor, given: CustomerData | None) -> CustomerData:
+    if actor.admin and given is not None:
+        email = _email(given.email)
+        customer_id = given.id or "cus_" + hashlib.sha256(email.lower().encode()).hexdigest()[:20]
+        return CustomerData(id=customer_id, name=_name(given.name), email=email)
+    email_value = (given.email if given else None) or actor.email
+    if not email_value:
+        raise validation("customer.email is required (the token has none)", "customer.email")
+    email = _email(email_value)
+    name = (given.name if given else None) or actor.name or email.split("@")[0]
+    return CustomerData(id=actor.customer_id, name=_name(name), email=email)
+
+
+def _email(value: str) -> str:
+    value = value.strip()
+    local, at, domain = value.rpartition("@")
+    if not at or not local or "." not in domain or len(value) > 254 or " " in value:
+        raise validation(f"{value!r} is not an email address", "customer.email")
+    return value
+
+
+def _name(value: str) -> str:
+    name = _text(value, "customer.name")
+    if not name:
+        raise validation("customer.name is required", "customer.name")
+    return name
+
+
+_ADDRESS_FIELDS = {"street": True, "city": True, "state": False, "zip": True, "country": True}
+
+
+def _address(
+    value: Mapping[str, str | None] | None, field_name: str
+) -> dict[str, str | None] | None:
+    if value is None:
+        return None
+    address: dict[str, str | None] = {}
+    for name, required in _ADDRESS_FIELDS.items():
+        text = _text(value.get(name), f"{field_name}.{name}")
+        if required and not text:
+            raise validation(f"{field_name}.{name} is required", f"{field_name}.{name}")
+        address[name] = text
+    return address
+
+
+def _metadata(value: Any) -> dict[str, str]:
+    """Stripe's rules: at most 50 keys of 40 characters, values of 500, all strings."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise validation("metadata is an object of string keys and values", "metadata")
+    if len(value) > 50:
+        raise validation("metadata has at most 50 keys", "metadata")
+    result: dict[str, str] = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not 1 <= len(k) <= 40:
+            raise validation("metadata keys have 1 to 40 characters", "metadata")
+        if isinstance(v, bool) or not isinstance(v, str | int | Decimal | float):
+            raise validation(f"metadata value {k!r} must be a string or number", "metadata")
+        text = str(v)
+        if len(text) > 500:
+            raise validation(f"metadata value {k!r} is longer than 500 characters", "metadata")
+        result[k] = text
+    return result
+
+
+__all__ = [
+    "CustomerData",
+    "Outcome",
+    "PaymentRequest",
+    "PaymentService",
+    "Publisher",
+    "StatusChange",
+    "owns",
+]

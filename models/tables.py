@@ -1,0 +1,176 @@
+"""The Tortoise models. Amounts are integers in minor units.
+
+Only models/commands.py writes payments, refunds and their events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tortoise import fields
+from tortoise.models import Model
+
+from models.rules import (
+    CaptureMethod,
+    EventSource,
+    OrderStatus,
+    PaymentMethod,
+    PaymentStatus,
+    RefundStatus,
+)
+
+
+class Product(Model):
+    sku = fields.CharField(max_length=64, primary_key=True)
+    name = fields.CharField(max_length=200)
+    price = fields.BigIntField()
+    currency = fields.CharField(max_length=3)
+    stock = fields.IntField()
+
+    class Meta:
+        table = "product"
+
+
+class Counter(Model):
+    """Named counters, e.g. the order number sequence."""
+
+    name = fields.CharField(max_length=32, primary_key=True)
+    value = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "counter"
+
+
+class Order(Model):
+    id = fields.CharField(max_length=40, primary_key=True)
+    number = fields.CharField(max_length=32, unique=True)
+    customer_id = fields.CharField(max_length=64, db_index=True)
+    customer_name = fields.CharField(max_length=200)
+    customer_email = fields.CharField(max_length=254, db_index=True)
+    currency = fields.CharField(max_length=3)
+    total = fields.BigIntField()
+    status = fields.CharEnumField(OrderStatus, max_length=24, default=OrderStatus.PENDING)
+    billing_address: Any = fields.JSONField(null=True)
+    stock_restored = fields.BooleanField(default=False)
+    version = fields.IntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    lines: fields.ReverseRelation[OrderLine]
+    payments: fields.ReverseRelation[Payment]
+
+    class Meta:
+        table = "customer_order"
+
+
+class OrderLine(Model):
+    id = fields.IntField(primary_key=True)
+    order: fields.ForeignKeyRelation[Order] = fields.ForeignKeyField(
+        "models.Order", related_name="lines", on_delete=fields.RESTRICT
+    )
+    position = fields.IntField()
+    sku = fields.CharField(max_length=64)
+    name = fields.CharField(max_length=200)
+    quantity = fields.IntField()
+    unit_price = fields.BigIntField()
+
+    order_id: str
+
+    class Meta:
+        table = "order_line"
+        unique_together = (("order", "position"),)
+
+
+class Payment(Model):
+    id = fields.CharField(max_length=40, primary_key=True)
+    order: fields.ForeignKeyRelation[Order] = fields.ForeignKeyField(
+        "models.Order", related_name="payments", on_delete=fields.RESTRICT
+    )
+    customer_id = fields.CharField(max_length=64, db_index=True)
+    amount = fields.BigIntField()
+    currency = fields.CharField(max_length=3)
+    status = fields.CharEnumField(PaymentStatus, max_length=24, default=PaymentStatus.PENDING)
+    payment_method = fields.CharEnumField(PaymentMethod, max_length=24)
+    capture_method = fields.CharEnumField(CaptureMethod, max_length=12)
+    gateway = fields.CharField(max_length=32)
+    gateway_transaction_id = fields.CharField(max_length=255, null=True, db_index=True)
+    client_secret = fields.CharField(max_length=255, null=True)
+    failure_code = fields.CharField(max_length=64, null=True)
+    failure_message = fields.CharField(max_length=500, null=True)
+    billing_address: Any = fields.JSONField(null=True)
+    card_brand = fields.CharField(max_length=32, null=True)
+    card_last4 = fields.CharField(max_length=4, null=True)
+    card_exp_month = fields.IntField(null=True)
+    card_exp_year = fields.IntField(null=True)
+    metadata: Any = fields.JSONField(default=dict)
+    captured = fields.BigIntField(default=0)
+    refunded = fields.BigIntField(default=0)
+    refund_pending = fields.BigIntField(default=0)
+    version = fields.IntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
+    processed_at = fields.DatetimeField(null=True)
+    completed_at = fields.DatetimeField(null=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    order_id: str
+    refunds: fields.ReverseRelation[Refund]
+    events: fields.ReverseRelation[PaymentEvent]
+
+    class Meta:
+        table = "payment"
+
+
+class Refund(Model):
+    id = fields.CharField(max_length=40, primary_key=True)
+    payment: fields.ForeignKeyRelation[Payment] = fields.ForeignKeyField(
+        "models.Payment", related_name="refunds", on_delete=fields.RESTRICT
+    )
+    amount = fields.BigIntField()
+    currency = fields.CharField(max_length=3)
+    reason = fields.CharField(max_length=500, null=True)
+    status = fields.CharEnumField(RefundStatus, max_length=12, default=RefundStatus.PENDING)
+    gateway_refund_id = fields.CharField(max_length=255, null=True)
+    failure_reason = fields.CharField(max_length=500, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    completed_at = fields.DatetimeField(null=True)
+
+    payment_id: str
+
+    class Meta:
+        table = "refund"
+
+
+class PaymentEvent(Model):
+    """The audit trail: appended in the transaction of the change, never updated."""
+
+    id = fields.BigIntField(primary_key=True)
+    payment: fields.ForeignKeyRelation[Payment] = fields.ForeignKeyField(
+        "models.Payment", related_name="events", on_delete=fields.RESTRICT
+    )
+    type = fields.CharField(max_length=64)
+    from_status = fields.CharEnumField(PaymentStatus, max_length=24, null=True)
+    to_status = fields.CharEnumField(PaymentStatus, max_length=24, null=True)
+    source = fields.CharEnumField(EventSource, max_length=12)
+    data: Any = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    payment_id: str
+
+    class Meta:
+        table = "payment_event"
+
+
+class IdempotencyKey(Model):
+    """A caller's key for one operation: the first request's fingerprint and result."""
+
+    id = fields.BigIntField(primary_key=True)
+    scope = fields.CharField(max_length=160)
+    key = fields.CharField(max_length=255)
+    fingerprint = fields.CharField(max_length=64)
+    resource_id = fields.CharField(max_length=40)
+    completed = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "idempotency_key"
+        unique_together = (("scope", "key"),)

@@ -1,0 +1,1 @@
+"""payql: a GraphQL payments service for e-commerce."""

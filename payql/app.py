@@ -1,0 +1,134 @@
+"""App assembly: settings in, a Starlette app out (routes plus lifespan)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from broadcaster import Broadcast
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from tortoise.contrib.starlette import RegisterTortoise
+
+from gateways import create_gateway
+from models import TORTOISE_MODULES
+from models.catalog import seed_catalog
+from models.commands import PaymentService
+from payql.settings import Settings
+from resolvers.auth import AuthError, actor_from_header
+from resolvers.context import Context
+from resolvers.live import Hub
+from schema.schema import schema
+
+log = logging.getLogger("payql")
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    # The connection is named after its engine: Tortoise caches INSERT statements per
+    # connection name, so one name reused for another engine would send it the wrong SQL.
+    engine = database_url.partition(":")[0] or "default"
+    return {
+        "connections": {engine: database_url},
+        "apps": {"models": {"models": TORTOISE_MODULES, "default_connection": engine}},
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+class PayqlGraphQL(GraphQL[Context, None]):
+    """Strawberry's ASGI view, with our context and token checks."""
+
+    def __init__(self, settings: Settings, service: PaymentService, hub: Hub) -> None:
+        super().__init__(
+            schema,
+            graphql_ide=None if settings.production else "graphiql",
+            subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+            multipart_uploads_enabled=False,
+        )
+        self.settings = settings
+        self.service = service
+        self.hub = hub
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        context = Context(service=self.service, actor=None, live=self.hub)
+        if isinstance(request, WebSocket):
+            context.streaming = True  # the token comes in connection_init
+            return context
+        try:
+            context.actor = actor_from_header(
+                self.settings.jwt_secret, request.headers.get("authorization")
+            )
+        except AuthError as exc:
+            context.auth_error = str(exc)
+            if isinstance(response, Response):
+                response.status_code = 401
+        return context
+
+    async def on_ws_connect(self, context: Context) -> None:
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        header = params.get("Authorization") or params.get("authorization")
+        try:
+            context.actor = actor_from_header(
+                self.settings.jwt_secret, header if isinstance(header, str) else None
+            )
+        except AuthError as exc:
+            raise ConnectionRejectionError({"reason": str(exc)}) from None
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    broadcast = Broadcast(settings.broadcast_url)
+    hub = Hub(broadcast)
+    gateways = {
+        "simulated": create_gateway("simulated", latency_ms=settings.simulated_latency_ms),
+        "manual": create_gateway("manual"),
+    }
+    service = PaymentService(
+        gateways=gateways,
+        publisher=hub,
+        refund_window=timedelta(days=settings.refund_window_days),
+    )
+    graphql = PayqlGraphQL(settings, service, hub)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with RegisterTortoise(
+            app, config=tortoise_config(settings.database_url), generate_schemas=True
+        ):
+            if settings.seed_catalog:
+                created = await seed_catalog()
+                if created:
+                    log.info("seeded the demo catalog with %d products", created)
+            await broadcast.connect()
+            await hub.start()
+            try:
+                yield
+            finally:
+                await hub.stop()
+                await broadcast.disconnect()
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = service
+    app.state.hub = hub
+    return app

@@ -1,0 +1,85 @@
+"""The `payql` command: serve, token, seed-demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from datetime import timedelta
+
+from payql.settings import Settings, SettingsError
+
+
+def _token(settings: Settings, sub: str, role: str, email: str | None, days: float = 30) -> str:
+    from resolvers.auth import mint_token
+
+    return mint_token(
+        settings.jwt_secret, sub=sub, role=role, email=email, ttl=timedelta(days=days)
+    )
+
+
+def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    base = f"http://{host}:{port}"
+    print(f"payql on {base} ({settings.env}; database {settings.database_url})")
+    if not settings.production:
+        admin = _token(settings, "admin", "admin", "admin@example.com")
+        customer = _token(settings, "cus_demo", "customer", "demo@example.com")
+        print(f"\nGraphiQL: {base}/graphql")
+        print("Paste one of these into GraphiQL's Headers tab:")
+        print(f'  admin:    {{"Authorization": "Bearer {admin}"}}')
+        print(f'  customer: {{"Authorization": "Bearer {customer}"}}\n', flush=True)
+    uvicorn.run("payql.app:create_app", factory=True, host=host, port=port, workers=workers or None)
+
+
+def seed_demo(settings: Settings) -> None:
+    from tortoise import Tortoise
+
+    from models.catalog import seed_catalog
+    from payql.app import tortoise_config
+
+    async def run() -> int:
+        await Tortoise.init(config=tortoise_config(settings.database_url))
+        try:
+            await Tortoise.generate_schemas(safe=True)
+            return await seed_catalog()
+        finally:
+            await Tortoise.close_connections()
+
+    created = asyncio.run(run())
+    print(f"seeded {created} products" if created else "the catalog already has products")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="payql", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="serve the API (GraphiQL in development)")
+    serve_cmd.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    serve_cmd.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve_cmd.add_argument("--workers", type=int, default=0)
+    token_cmd = commands.add_parser("token", help="mint a bearer token")
+    token_cmd.add_argument("--role", choices=["customer", "admin"], default="customer")
+    token_cmd.add_argument("--sub", required=True, help="the customer id (or admin name)")
+    token_cmd.add_argument("--email")
+    token_cmd.add_argument("--days", type=float, default=30, help="lifetime in days")
+    commands.add_parser("seed-demo", help="create the demo catalog if the catalog is empty")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"payql: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        serve(settings, args.host, args.port, args.workers)
+    elif args.command == "token":
+        print(_token(settings, args.sub, args.role, args.email, args.days))
+    elif args.command == "seed-demo":
+        seed_demo(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""Settings, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEV_JWT_SECRET = "payql-development-secret-change-me"
+DEV_WEBHOOK_SECRET = "whsec_payql_development"
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or unsafe."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = f"sqlite://{Path('payql.sqlite3').resolve()}"
+    broadcast_url: str = "memory://"
+    jwt_secret: str = DEV_JWT_SECRET
+    env: str = "development"
+    simulated_webhook_secret: str = DEV_WEBHOOK_SECRET
+    simulated_latency_ms: int = 0
+    refund_window_days: int = 180
+    seed_catalog: bool = True
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+
+        def get(name: str, default: str) -> str:
+            return env.get(f"PAYQL_{name}", "").strip() or default
+
+        settings = cls(
+            database_url=get("DATABASE_URL", defaults.database_url),
+            broadcast_url=get("BROADCAST_URL", defaults.broadcast_url),
+            jwt_secret=get("JWT_SECRET", defaults.jwt_secret),
+            env=get("ENV", defaults.env),
+            simulated_webhook_secret=get(
+                "SIMULATED_WEBHOOK_SECRET", defaults.simulated_webhook_secret
+            ),
+            simulated_latency_ms=_int(get("SIMULATED_LATENCY_MS", "0"), "SIMULATED_LATENCY_MS"),
+            refund_window_days=_int(get("REFUND_WINDOW_DAYS", "180"), "REFUND_WINDOW_DAYS"),
+            seed_catalog=get("SEED_CATALOG", "1") not in ("0", "false", "no"),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse settings that are malformed, or unsafe in production."""
+        if self.env not in ("development", "production"):
+            raise SettingsError("PAYQL_ENV must be 'development' or 'production'")
+        if self.refund_window_days < 0:
+            raise SettingsError("PAYQL_REFUND_WINDOW_DAYS must be zero or more")
+        if self.simulated_latency_ms < 0:
+            raise SettingsError("PAYQL_SIMULATED_LATENCY_MS must be zero or more")
+        if self.production and (self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32):
+            raise SettingsError(
+                "PAYQL_JWT_SECRET must be set to a random secret of at least 32 characters "
+                "in production"
+            )
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError(f"PAYQL_{name} must be a whole number, not {value!r}") from None

@@ -1,0 +1,1 @@
+"""Entry points: they translate, authorise and call models/; nothing more."""

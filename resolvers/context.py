@@ -1,0 +1,41 @@
+"""What every resolver gets: who is asking, the payment service, the loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from graphql import GraphQLError
+
+from models.access import Actor
+from models.commands import PaymentService
+from resolvers.loaders import Loaders
+
+if TYPE_CHECKING:
+    from resolvers.live import Hub
+
+
+@dataclass
+class Context:
+    service: PaymentService
+    actor: Actor | None
+    auth_error: str | None = None
+    live: Hub | None = None
+    # Over a websocket the context lives as long as the connection: its loaders must
+    # not cache, or a subscriber would be served stale rows.
+    streaming: bool = False
+    connection_params: Any = None
+    _loaders: Loaders = field(default_factory=Loaders)
+
+    @property
+    def loaders(self) -> Loaders:
+        return Loaders() if self.streaming else self._loaders
+
+    @property
+    def who(self) -> Actor:
+        """The caller; every operation needs one (checked before execution too)."""
+        if self.actor is None:
+            raise GraphQLError(
+                self.auth_error or "not authenticated", extensions={"code": "UNAUTHENTICATED"}
+            )
+        return self.actor

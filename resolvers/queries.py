@@ -1,0 +1,121 @@
+"""Query entry points: read what the caller may see."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from graphql import GraphQLError
+from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
+
+from models.access import visible_orders, visible_payments
+from models.rules import PaymentMethod, PaymentStatus
+from models.tables import Order, Payment, Product
+from resolvers.context import Context
+
+MAX_PAGE = 100
+M = TypeVar("M", Order, Payment)
+
+
+@dataclass
+class Page(Generic[M]):
+    items: list[M]
+    total: int
+    end_cursor: str | None
+    has_next_page: bool
+
+
+@dataclass
+class PaymentQuery:
+    status: list[PaymentStatus] | None = None
+    order_id: str | None = None
+    gateway: str | None = None
+    payment_method: PaymentMethod | None = None
+    customer_email: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+def query_error(code: str, message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": code})
+
+
+async def payment(ctx: Context, payment_id: str) -> Payment | None:
+    return await visible_payments(ctx.who).get_or_none(id=payment_id)
+
+
+async def payments(
+    ctx: Context, where: PaymentQuery | None, first: int, after: str | None
+) -> Page[Payment]:
+    if not ctx.who.admin:
+        raise query_error("FORBIDDEN", "only an admin can list all payments")
+    query = visible_payments(ctx.who)
+    if where is not None:
+        if where.status:
+            query = query.filter(status__in=where.status)
+        if where.order_id:
+            query = query.filter(order_id=where.order_id)
+        if where.gateway:
+            query = query.filter(gateway=where.gateway)
+        if where.payment_method:
+            query = query.filter(payment_method=where.payment_method)
+        if where.customer_email:
+            query = query.filter(order__customer_email__iexact=where.customer_email.strip())
+        if where.created_after:
+            query = query.filter(created_at__gte=where.created_after)
+        if where.created_before:
+            query = query.filter(created_at__lt=where.created_before)
+    return await _page(query, first, after)
+
+
+async def payments_by_order(ctx: Context, order_id: str) -> list[Payment]:
+    order = await visible_orders(ctx.who).get_or_none(id=order_id)
+    if order is None:
+        return []
+    return await ctx.loaders.payments_by_order_id.load(order.id)
+
+
+async def order(ctx: Context, order_id: str) -> Order | None:
+    return await visible_orders(ctx.who).get_or_none(id=order_id)
+
+
+async def orders(ctx: Context, first: int, after: str | None) -> Page[Order]:
+    return await _page(visible_orders(ctx.who), first, after)
+
+
+async def products(ctx: Context) -> list[Product]:
+    ctx.who  # noqa: B018 - every operation needs a caller
+    return await Product.all().order_by("sku")
+
+
+async def _page(query: QuerySet[M], first: int, after: str | None) -> Page[M]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    if not 1 <= first <= MAX_PAGE:
+        raise query_error("VALIDATION", f"first must be between 1 and {MAX_PAGE}")
+    total = await query.count()
+    if after:
+        created_at, last_id = _decode_cursor(after)
+        query = query.filter(
+            Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=last_id)
+        )
+    rows = await query.order_by("-created_at", "-id").limit(first + 1)
+    items = rows[:first]
+    end = _encode_cursor(items[-1]) if items else None
+    return Page(items=items, total=total, end_cursor=end, has_next_page=len(rows) > first)
+
+
+def _encode_cursor(row: Order | Payment) -> str:
+    raw = f"{row.created_at.isoformat()}|{row.pk}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(created), last_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise query_error("VALIDATION", "after is not a cursor from this list") from None

@@ -1,0 +1,113 @@
+"""The paymentStatusChanged subscription: backlog or current state first, then live."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from graphql import GraphQLError
+from tortoise.queryset import QuerySet
+
+from models.access import Actor, visible_orders, visible_payments
+from models.ids import event_position
+from models.rules import PaymentStatus
+from models.tables import PaymentEvent
+from resolvers.context import Context
+from resolvers.live import LiveChange
+
+
+@dataclass(frozen=True)
+class Change:
+    cursor: int
+    payment_id: str
+    previous: PaymentStatus | None
+    status: PaymentStatus
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class _Scope:
+    actor: Actor
+    payment_id: str | None
+    order_id: str | None
+
+    def matches(self, change: LiveChange) -> bool:
+        if self.payment_id is not None and change.payment_id != self.payment_id:
+            return False
+        if self.order_id is not None and change.order_id != self.order_id:
+            return False
+        return self.actor.admin or change.customer_id == self.actor.customer_id
+
+
+def _refuse(code: str, message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": code})
+
+
+async def payment_status_changed(
+    ctx: Context, payment_id: str | None, order_id: str | None, after: str | None
+) -> AsyncIterator[Change]:
+    actor = ctx.who
+    if ctx.live is None:
+        raise _refuse("INTERNAL", "live status is not running")
+    if payment_id is not None and not await visible_payments(actor).filter(id=payment_id).exists():
+        raise _refuse("NOT_FOUND", "payment not found")
+    if order_id is not None and not await visible_orders(actor).filter(id=order_id).exists():
+        raise _refuse("NOT_FOUND", "order not found")
+    if payment_id is None and order_id is None and not actor.admin:
+        raise _refuse("FORBIDDEN", "name a paymentId or orderId (only admins may watch all)")
+    position = None
+    if after is not None:
+        position = event_position(after)
+        if position is None:
+            raise _refuse("VALIDATION", "after is not a cursor from this subscription")
+    scope = _Scope(actor, payment_id, order_id)
+
+    # Listen first, then read: a change committed in between is in both, and skipped once.
+    async with ctx.live.listen() as listener:
+        sent: set[int] = set()
+        backlog: list[PaymentEvent] = []
+        if position is not None:
+            backlog = await _events(scope).filter(id__gt=position).order_by("id")
+        elif payment_id is not None or order_id is not None:
+            backlog = await _current_state(scope)
+        for event in backlog:
+            sent.add(event.id)
+            assert event.to_status is not None
+            yield Change(
+                cursor=event.id,
+                payment_id=event.payment_id,
+                previous=event.from_status,
+                status=event.to_status,
+                occurred_at=event.created_at,
+            )
+        while True:
+            live = await listener.get()
+            if live.cursor in sent or not scope.matches(live):
+                continue
+            yield Change(
+                cursor=live.cursor,
+                payment_id=live.payment_id,
+                previous=PaymentStatus(live.previous) if live.previous else None,
+                status=PaymentStatus(live.status),
+                occurred_at=datetime.fromisoformat(live.occurred_at),
+            )
+
+
+def _events(scope: _Scope) -> QuerySet[PaymentEvent]:
+    query = PaymentEvent.filter(to_status__isnull=False)
+    if scope.payment_id is not None:
+        query = query.filter(payment_id=scope.payment_id)
+    if scope.order_id is not None:
+        query = query.filter(payment__order_id=scope.order_id)
+    if not scope.actor.admin:
+        query = query.filter(payment__customer_id=scope.actor.customer_id)
+    return query
+
+
+async def _current_state(scope: _Scope) -> list[PaymentEvent]:
+    """Each matching payment's latest status event: its state now, oldest payment first."""
+    latest: dict[str, PaymentEvent] = {}
+    for event in await _events(scope).order_by("id"):
+        latest[event.payment_id] = event
+    return sorted(latest.values(), key=lambda e: e.id)

@@ -1,0 +1,93 @@
+"""The Mutation root: one thin field per concern over resolvers/mutations.py."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import strawberry
+from strawberry.types import Info
+
+from models.commands import CustomerData, PaymentRequest
+from resolvers import mutations
+from resolvers.context import Context
+from schema.enums import CaptureMethod
+from schema.inputs import CreateOrderInput, ProcessPaymentInput, RefundPaymentInput
+from schema.payloads import (
+    CreateOrderPayload,
+    PaymentPayload,
+    ProcessPaymentPayload,
+    RefundPaymentPayload,
+)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def create_order(
+        self, info: Info[Context, None], input: CreateOrderInput
+    ) -> CreateOrderPayload:
+        customer = None
+        if input.customer is not None:
+            c = input.customer
+            customer = CustomerData(name=c.name, email=c.email, id=c.id)
+        outcome = await mutations.create_order(
+            info.context,
+            [(line.sku, line.quantity) for line in input.lines],
+            customer,
+            input.billing_address.as_dict() if input.billing_address else None,
+        )
+        return CreateOrderPayload.of(outcome)
+
+    @strawberry.mutation
+    async def process_payment(
+        self, info: Info[Context, None], input: ProcessPaymentInput
+    ) -> ProcessPaymentPayload:
+        request = PaymentRequest(
+            order_id=input.order_id,
+            method=input.payment_method,
+            gateway=input.gateway,
+            token=input.token,
+            amount=input.amount,
+            currency=input.currency,
+            capture_method=input.capture_method or CaptureMethod.AUTOMATIC,
+            billing_address=input.billing_address.as_dict() if input.billing_address else None,
+            metadata=input.metadata,
+            idempotency_key=input.idempotency_key,
+        )
+        return ProcessPaymentPayload.of(await mutations.process_payment(info.context, request))
+
+    @strawberry.mutation
+    async def refund_payment(
+        self, info: Info[Context, None], input: RefundPaymentInput
+    ) -> RefundPaymentPayload:
+        outcome = await mutations.refund_payment(
+            info.context, input.payment_id, input.amount, input.reason, input.idempotency_key
+        )
+        return RefundPaymentPayload.of(outcome)
+
+    @strawberry.mutation(description="Capture an AUTHORIZED payment, all of it or less.")
+    async def capture_payment(
+        self, info: Info[Context, None], id: strawberry.ID, amount: Decimal | None = None
+    ) -> PaymentPayload:
+        return PaymentPayload.of(await mutations.capture_payment(info.context, id, amount))
+
+    @strawberry.mutation(
+        description="Cancel a payment that has not completed; voids an authorization."
+    )
+    async def cancel_payment(self, info: Info[Context, None], id: strawberry.ID) -> PaymentPayload:
+        return PaymentPayload.of(await mutations.cancel_payment(info.context, id))
+
+    @strawberry.mutation(
+        description="Ask the gateway for the payment's true state and apply it "
+        "(never trusts the client)."
+    )
+    async def sync_payment(self, info: Info[Context, None], id: strawberry.ID) -> PaymentPayload:
+        return PaymentPayload.of(await mutations.sync_payment(info.context, id))
+
+    @strawberry.mutation(
+        description="Admin only: an offline payment (bank transfer, cash on delivery) has arrived."
+    )
+    async def mark_payment_received(
+        self, info: Info[Context, None], id: strawberry.ID
+    ) -> PaymentPayload:
+        return PaymentPayload.of(await mutations.mark_payment_received(info.context, id))

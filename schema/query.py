@@ -1,0 +1,100 @@
+"""The Query root: thin fields over resolvers/queries.py."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from resolvers import queries
+from resolvers.context import Context
+from schema.enums import PaymentStatus
+from schema.inputs import PaymentFilter
+from schema.types import Order, Payment, Product
+
+
+@strawberry.type
+class PaymentPage:
+    items: list[Payment]
+    total: int
+    end_cursor: str | None
+    has_next_page: bool
+
+
+@strawberry.type
+class OrderPage:
+    items: list[Order]
+    total: int
+    end_cursor: str | None
+    has_next_page: bool
+
+
+def _where(f: PaymentFilter | None) -> queries.PaymentQuery | None:
+    if f is None:
+        return None
+    return queries.PaymentQuery(
+        status=list(f.status) if f.status else None,
+        order_id=f.order_id,
+        gateway=f.gateway,
+        payment_method=f.payment_method,
+        customer_email=f.customer_email,
+        created_after=f.created_after,
+        created_before=f.created_before,
+    )
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def payment(self, info: Info[Context, None], id: strawberry.ID) -> Payment | None:
+        row = await queries.payment(info.context, id)
+        return Payment.of(row) if row else None
+
+    @strawberry.field
+    async def payments(
+        self,
+        info: Info[Context, None],
+        filter: PaymentFilter | None = None,
+        first: int = 20,
+        after: str | None = None,
+    ) -> PaymentPage:
+        page = await queries.payments(info.context, _where(filter), first, after)
+        return PaymentPage(
+            items=[Payment.of(p) for p in page.items],
+            total=page.total,
+            end_cursor=page.end_cursor,
+            has_next_page=page.has_next_page,
+        )
+
+    @strawberry.field
+    async def payments_by_order(
+        self, info: Info[Context, None], order_id: strawberry.ID
+    ) -> list[Payment]:
+        return [Payment.of(p) for p in await queries.payments_by_order(info.context, order_id)]
+
+    @strawberry.field
+    async def payment_status(
+        self, info: Info[Context, None], id: strawberry.ID
+    ) -> PaymentStatus | None:
+        row = await queries.payment(info.context, id)
+        return row.status if row else None
+
+    @strawberry.field
+    async def order(self, info: Info[Context, None], id: strawberry.ID) -> Order | None:
+        row = await queries.order(info.context, id)
+        return Order.of(row) if row else None
+
+    @strawberry.field
+    async def orders(
+        self, info: Info[Context, None], first: int = 20, after: str | None = None
+    ) -> OrderPage:
+        page = await queries.orders(info.context, first, after)
+        return OrderPage(
+            items=[Order.of(o) for o in page.items],
+            total=page.total,
+            end_cursor=page.end_cursor,
+            has_next_page=page.has_next_page,
+        )
+
+    @strawberry.field
+    async def products(self, info: Info[Context, None]) -> list[Product]:
+        return [Product.of(p) for p in await queries.products(info.context)]

@@ -1,0 +1,149 @@
+"""Fixtures: a real server per database backend, clients, and payments in named states.
+
+Every test that takes `server` (directly or through a client) runs once on SQLite
+and once on PostgreSQL; the PostgreSQL run is skipped, and says so, when
+PAYQL_TEST_DATABASE_URL is not set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from support import POSTGRES_URL, Client, LiveServer, base_settings, database, running_server
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres" and not POSTGRES_URL:
+        pytest.skip("PostgreSQL tests skipped: PAYQL_TEST_DATABASE_URL is not set")
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture(scope="session")
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with (
+        database(backend, tmp_path_factory.mktemp(backend)) as url,
+        running_server(base_settings(url)) as live,
+    ):
+        yield live
+
+
+@pytest.fixture(scope="session")
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=200)) as client:
+        yield client
+
+
+@pytest.fixture
+def anonymous(server: LiveServer, http: httpx.AsyncClient) -> Client:
+    return Client(server.url, None, http)
+
+
+@pytest.fixture
+def admin(anonymous: Client, server: LiveServer) -> Client:
+    return anonymous.as_(server.token("admin", role="admin"))
+
+
+@pytest.fixture
+def alice(anonymous: Client, server: LiveServer) -> Client:
+    return anonymous.as_(server.token("cus_alice", email="alice@example.com"))
+
+
+@pytest.fixture
+def bob(anonymous: Client, server: LiveServer) -> Client:
+    return anonymous.as_(server.token("cus_bob", email="bob@example.com"))
+
+
+# -- states -----------------------------------------------------------------------------
+
+CREATE_ORDER = """
+mutation ($input: CreateOrderInput!) {
+  createOrder(input: $input) {
+    order { id number status currency totalAmount amountDue amountPaid
+            lines { sku name quantity unitPrice total }
+            customer { id name email } }
+    errors { code field message }
+  }
+}
+"""
+
+PROCESS_PAYMENT = """
+mutation ($input: ProcessPaymentInput!) {
+  processPayment(input: $input) {
+    payment { id orderId status amount currency capturedAmount refundableAmount gateway
+              gatewayTransactionId failureCode failureMessage clientSecret
+              cardDetails { brand last4 expiryMonth expiryYear } }
+    clientSecret
+    errors { code field message }
+  }
+}
+"""
+
+REFUND_PAYMENT = """
+mutation ($input: RefundPaymentInput!) {
+  refundPayment(input: $input) {
+    refund { id amount currency status reason gatewayRefundId failureReason }
+    payment { id status capturedAmount refundedAmount refundableAmount }
+    errors { code field message }
+  }
+}
+"""
+
+
+async def place_order(client: Client, *lines: tuple[str, int]) -> dict[str, Any]:
+    data = await client(
+        CREATE_ORDER,
+        input={"lines": [{"sku": sku, "quantity": q} for sku, q in lines or [("MUG-WHT", 1)]]},
+    )
+    payload = data["createOrder"]
+    assert payload["errors"] == [], payload["errors"]
+    order: dict[str, Any] = payload["order"]
+    return order
+
+
+async def pay(client: Client, order_id: str, **fields: Any) -> dict[str, Any]:
+    fields.setdefault("paymentMethod", "CREDIT_CARD")
+    data = await client(PROCESS_PAYMENT, input={"orderId": order_id, **fields})
+    payload: dict[str, Any] = data["processPayment"]
+    return payload
+
+
+async def paid(client: Client, token: str = "pm_card_visa", **fields: Any) -> dict[str, Any]:
+    """A new order paid with the given token; returns the payment."""
+    order = await place_order(client, *fields.pop("lines", ()))
+    payload = await pay(client, order["id"], token=token, **fields)
+    assert payload["errors"] == [], payload["errors"]
+    payment: dict[str, Any] = payload["payment"]
+    return payment
+
+
+async def refund(client: Client, payment_id: str, **fields: Any) -> dict[str, Any]:
+    data = await client(REFUND_PAYMENT, input={"paymentId": payment_id, **fields})
+    payload: dict[str, Any] = data["refundPayment"]
+    return payload
+
+
+@pytest.fixture
+async def pending_order(alice: Client) -> dict[str, Any]:
+    """Alice's order for two mugs and a T-shirt (USD 50.98), not yet paid."""
+    return await place_order(alice, ("MUG-WHT", 2), ("TSHIRT-BLK-M", 1))
+
+
+@pytest.fixture
+async def completed_payment(alice: Client) -> dict[str, Any]:
+    """Alice paid a USD 64.99 hoodie with pm_card_visa."""
+    return await paid(alice, lines=[("HOODIE-GRY-L", 1)])
+
+
+@pytest.fixture
+async def authorized_payment(alice: Client) -> dict[str, Any]:
+    """Alice's USD 64.99 hoodie, authorized with manual capture."""
+    payment = await paid(alice, lines=[("HOODIE-GRY-L", 1)], captureMethod="MANUAL")
+    assert payment["status"] == "AUTHORIZED"
+    return payment

@@ -1,0 +1,166 @@
+"""Test support: a real payql server on a free port, and a small GraphQL client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import uvicorn
+
+from gateways.simulated import SimulatedGateway
+from models.commands import PaymentService
+from payql.app import create_app
+from payql.settings import Settings
+from resolvers.auth import mint_token
+
+POSTGRES_URL = os.environ.get("PAYQL_TEST_DATABASE_URL", "").strip()
+REDIS_URL = os.environ.get("PAYQL_TEST_REDIS_URL", "").strip()
+
+
+class LiveServer:
+    """payql served by uvicorn in a thread of the test process, over real HTTP."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    def start(self) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the payql test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+        self._sock.close()
+
+    @property
+    def service(self) -> PaymentService:
+        service: PaymentService = self.app.state.service
+        return service
+
+    @property
+    def simulated(self) -> SimulatedGateway:
+        gateway = self.service.gateways["simulated"]
+        assert isinstance(gateway, SimulatedGateway)
+        return gateway
+
+    def token(self, sub: str, role: str = "customer", email: str | None = None) -> str:
+        return mint_token(
+            self.settings.jwt_secret, sub=sub, role=role, email=email or f"{sub}@example.com"
+        )
+
+
+def base_settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, jwt_secret=secrets.token_hex(32))
+
+
+@contextmanager
+def running_server(settings: Settings) -> Iterator[LiveServer]:
+    server = LiveServer(settings).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def database(kind: str, tmp: Path) -> Iterator[str]:
+    """A fresh, empty database of the kind asked for; dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite://{tmp / f'payql-{secrets.token_hex(4)}.sqlite3'}"
+        return
+    name = f"payql_test_{secrets.token_hex(6)}"
+    _run_sync(_pg_admin(POSTGRES_URL, f'CREATE DATABASE "{name}"'))
+    parts = urlsplit(POSTGRES_URL)
+    scheme = "postgres" if parts.scheme in ("postgres", "postgresql") else parts.scheme
+    try:
+        yield urlunsplit((scheme, parts.netloc, f"/{name}", parts.query, ""))
+    finally:
+        _run_sync(_pg_admin(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _pg_admin(url: str, statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def _run_sync(coro: Any) -> None:
+    """Run a coroutine to completion on a loop of its own (fixtures may be inside one)."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+class GraphQLError(AssertionError):
+    pass
+
+
+@dataclass
+class Client:
+    """Posts GraphQL over HTTP with a bearer token; raises on GraphQL errors."""
+
+    url: str
+    token: str | None
+    http: httpx.AsyncClient
+
+    async def __call__(self, query: str, **variables: Any) -> dict[str, Any]:
+        body = await self.post(query, **variables)
+        if body.get("errors"):
+            raise GraphQLError(body["errors"])
+        data: dict[str, Any] = body["data"]
+        return data
+
+    async def post(self, query: str, **variables: Any) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        response = await self.http.post(
+            f"{self.url}/graphql",
+            json={"query": query, "variables": variables},
+            headers=headers,
+        )
+        result: dict[str, Any] = response.json()
+        result["_status"] = response.status_code
+        return result
+
+    def as_(self, token: str | None) -> Client:
+        return replace(self, token=token)
