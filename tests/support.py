@@ -8,8 +8,8 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -164,3 +164,67 @@ class Client:
 
     def as_(self, token: str | None) -> Client:
         return replace(self, token=token)
+
+
+WAIT = 10  # seconds a websocket test waits for a message
+
+
+class Subscription:
+    """A graphql-transport-ws client over a real websocket."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self._ids = 0
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls, server: LiveServer, http: httpx.AsyncClient, token: str | None
+    ) -> AsyncIterator[Subscription]:
+        from httpx_ws import aconnect_ws
+
+        url = server.url.replace("http://", "ws://") + "/graphql"
+        async with aconnect_ws(url, http, subprotocols=["graphql-transport-ws"]) as ws:
+            payload = {"Authorization": f"Bearer {token}"} if token else {}
+            await ws.send_json({"type": "connection_init", "payload": payload})
+            yield cls(ws)
+
+    async def ack(self) -> None:
+        message = await self.receive()
+        assert message["type"] == "connection_ack", message
+
+    async def subscribe(self, query: str, **variables: Any) -> str:
+        self._ids += 1
+        op_id = str(self._ids)
+        await self.ws.send_json(
+            {"id": op_id, "type": "subscribe", "payload": {"query": query, "variables": variables}}
+        )
+        return op_id
+
+    async def receive(self) -> dict[str, Any]:
+        message: dict[str, Any] = await asyncio.wait_for(self.ws.receive_json(), WAIT)
+        return message
+
+    async def next(self) -> dict[str, Any]:
+        """The next data message's payload data; fails on an error or completion."""
+        while True:
+            message = await self.receive()
+            if message["type"] == "ping":
+                await self.ws.send_json({"type": "pong"})
+                continue
+            assert message["type"] == "next", message
+            assert not message["payload"].get("errors"), message
+            data: dict[str, Any] = message["payload"]["data"]
+            return data
+
+    async def refusal(self) -> str:
+        """The error code of a refused subscription (an `error`, or a `next` with errors)."""
+        message = await self.receive()
+        if message["type"] == "error":
+            errors = message["payload"]
+        else:
+            assert message["type"] == "next", message
+            errors = message["payload"].get("errors")
+            assert errors, message
+        code: str = errors[0]["extensions"]["code"]
+        return code

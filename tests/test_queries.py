@@ -1,0 +1,103 @@
+"""Queries: pagination, filters, payment status, products."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import paid, place_order
+from support import Client
+
+PAYMENTS = """
+query ($filter: PaymentFilter, $first: Int!, $after: String) {
+  payments(filter: $filter, first: $first, after: $after) {
+    total endCursor hasNextPage
+    items { id status gateway paymentMethod customer { email } }
+  }
+}
+"""
+
+ORDERS = """
+query ($first: Int!, $after: String) {
+  orders(first: $first, after: $after) { total endCursor hasNextPage items { id } }
+}
+"""
+
+
+async def test_payments_are_paged_newest_first_without_gaps_or_repeats(
+    admin: Client, alice: Client
+) -> None:
+    # given five more completed payments of Alice's
+    made = [(await paid(alice))["id"] for _ in range(5)]
+    email_filter = {"customerEmail": "alice@example.com", "status": ["COMPLETED"]}
+    # when an admin pages through them two at a time
+    seen: list[str] = []
+    after = None
+    while True:
+        page = (await admin(PAYMENTS, filter=email_filter, first=2, after=after))["payments"]
+        seen += [p["id"] for p in page["items"]]
+        if not page["hasNextPage"]:
+            break
+        after = page["endCursor"]
+    # then every payment appears exactly once, newest first
+    assert len(seen) == len(set(seen)) == page["total"]
+    assert [s for s in seen if s in made] == list(reversed(made))
+
+
+async def test_payments_filter_by_status_order_gateway_method(admin: Client, alice: Client) -> None:
+    failed = await paid(alice, token="pm_card_chargeDeclined")
+    order = await place_order(alice)
+    offline = (
+        await alice(
+            """mutation ($id: ID!) { processPayment(input: {orderId: $id,
+               paymentMethod: BANK_TRANSFER}) { payment { id } } }""",
+            id=order["id"],
+        )
+    )["processPayment"]["payment"]
+    by_status = (await admin(PAYMENTS, filter={"status": ["FAILED"]}, first=100))["payments"]
+    assert failed["id"] in {p["id"] for p in by_status["items"]}
+    assert {p["status"] for p in by_status["items"]} == {"FAILED"}
+    by_order = (await admin(PAYMENTS, filter={"orderId": order["id"]}, first=10))["payments"]
+    assert [p["id"] for p in by_order["items"]] == [offline["id"]]
+    manual = (await admin(PAYMENTS, filter={"gateway": "manual"}, first=100))["payments"]
+    assert offline["id"] in {p["id"] for p in manual["items"]}
+    assert {p["paymentMethod"] for p in manual["items"]} <= {"BANK_TRANSFER", "CASH_ON_DELIVERY"}
+    by_method = (await admin(PAYMENTS, filter={"paymentMethod": "BANK_TRANSFER"}, first=100))[
+        "payments"
+    ]
+    assert offline["id"] in {p["id"] for p in by_method["items"]}
+
+
+async def test_page_size_is_bounded_and_cursors_are_checked(admin: Client) -> None:
+    too_big = await admin.post(PAYMENTS, first=1000)
+    assert too_big["errors"][0]["extensions"]["code"] == "VALIDATION"
+    bad_cursor = await admin.post(PAYMENTS, first=5, after="not a cursor")
+    assert bad_cursor["errors"][0]["extensions"]["code"] == "VALIDATION"
+
+
+async def test_orders_are_paged(alice: Client) -> None:
+    for _ in range(3):
+        await place_order(alice)
+    first = (await alice(ORDERS, first=2))["orders"]
+    assert len(first["items"]) == 2 and first["hasNextPage"]
+    second = (await alice(ORDERS, first=2, after=first["endCursor"]))["orders"]
+    assert not {o["id"] for o in first["items"]} & {o["id"] for o in second["items"]}
+
+
+async def test_payment_status_and_nested_order(alice: Client, completed_payment: Any) -> None:
+    data = await alice(
+        """query ($id: ID!) { paymentStatus(id: $id)
+             payment(id: $id) { order { number payments { id } customer { id } } } }""",
+        id=completed_payment["id"],
+    )
+    assert data["paymentStatus"] == "COMPLETED"
+    assert data["payment"]["order"]["payments"] == [{"id": completed_payment["id"]}]
+    assert data["payment"]["order"]["customer"]["id"] == "cus_alice"
+
+
+async def test_products_show_prices_in_their_currency(alice: Client) -> None:
+    products = {
+        p["sku"]: p for p in (await alice("{ products { sku price currency } }"))["products"]
+    }
+    assert products["MUG-WHT"]["price"] == "12.99"
+    assert products["MATCHA-100G"] == {"sku": "MATCHA-100G", "price": "3200", "currency": "JPY"}
+    assert products["DATES-1KG"]["price"] == "4.750"
