@@ -1,0 +1,80 @@
+"""Settings are read once from the environment; production refuses unsafe ones."""
+
+from __future__ import annotations
+
+import jwt
+import pytest
+
+from payql.cli import main
+from payql.settings import DEV_JWT_SECRET, Settings, SettingsError
+
+
+def test_defaults_run_with_no_configuration() -> None:
+    settings = Settings.from_env({})
+    assert settings.database_url.startswith("sqlite://") and settings.database_url.endswith(
+        "payql.sqlite3"
+    )
+    assert settings.broadcast_url == "memory://"
+    assert settings.refund_window_days == 180
+    assert not settings.production
+
+
+def test_settings_come_from_payql_variables() -> None:
+    settings = Settings.from_env(
+        {
+            "PAYQL_DATABASE_URL": "postgres://db/payql",
+            "PAYQL_BROADCAST_URL": "redis://cache:6379",
+            "PAYQL_REFUND_WINDOW_DAYS": "30",
+            "PAYQL_SIMULATED_LATENCY_MS": "50",
+        }
+    )
+    assert settings.database_url == "postgres://db/payql"
+    assert settings.broadcast_url == "redis://cache:6379"
+    assert settings.refund_window_days == 30
+    assert settings.simulated_latency_ms == 50
+
+
+@pytest.mark.parametrize("secret", [None, DEV_JWT_SECRET, "short"])
+def test_production_refuses_to_start_without_a_real_jwt_secret(secret: str | None) -> None:
+    env = {"PAYQL_ENV": "production"}
+    if secret is not None:
+        env["PAYQL_JWT_SECRET"] = secret
+    with pytest.raises(SettingsError, match="PAYQL_JWT_SECRET"):
+        Settings.from_env(env)
+
+
+def test_production_starts_with_a_real_secret() -> None:
+    settings = Settings.from_env({"PAYQL_ENV": "production", "PAYQL_JWT_SECRET": "s" * 40})
+    assert settings.production
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PAYQL_ENV": "staging"},
+        {"PAYQL_REFUND_WINDOW_DAYS": "ten"},
+        {"PAYQL_REFUND_WINDOW_DAYS": "-1"},
+    ],
+)
+def test_malformed_settings_are_refused_with_their_name(env: dict[str, str]) -> None:
+    with pytest.raises(SettingsError, match="PAYQL_"):
+        Settings.from_env(env)
+
+
+def test_the_token_command_mints_a_token_the_service_accepts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAYQL_JWT_SECRET", "t" * 40)
+    assert main(["token", "--role", "admin", "--sub", "ops", "--email", "ops@example.com"]) == 0
+    token = capsys.readouterr().out.strip()
+    claims = jwt.decode(token, "t" * 40, algorithms=["HS256"])
+    assert (claims["sub"], claims["role"], claims["email"]) == ("ops", "admin", "ops@example.com")
+
+
+def test_the_cli_reports_bad_settings_instead_of_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAYQL_ENV", "production")
+    monkeypatch.delenv("PAYQL_JWT_SECRET", raising=False)
+    assert main(["token", "--sub", "x"]) == 2
+    assert "PAYQL_JWT_SECRET" in capsys.readouterr().err
