@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class GatewayStatus(Enum):
@@ -68,6 +68,18 @@ class RefundState:
     failure_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class GatewayEvent:
+    """A verified webhook event, read into our terms."""
+
+    id: str  # the gateway's event id: the key webhooks are deduplicated on
+    type: str
+    transaction_id: str | None
+    reference: str | None  # our payment id, when the gateway echoes it back
+    charge: ChargeState | None  # the payment's state, for events that carry one
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
 class GatewayError(Exception):
     """The gateway refused the request for a reason that retrying will not fix."""
 
@@ -103,4 +115,8 @@ class Gateway(Protocol):
 
     async def retrieve(self, transaction_id: str) -> ChargeState | None:
         """The gateway's truth about a payment, or None when it holds none (offline methods)."""
+        ...
+
+    def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> GatewayEvent:
+        """Verify the raw body's signature first, then read it; raise InvalidSignature."""
         ...

@@ -8,8 +8,17 @@ the admin's record is the truth.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 
-from gateways.base import ChargeRequest, ChargeState, GatewayStatus, RefundOutcome, RefundState
+from gateways.base import (
+    ChargeRequest,
+    ChargeState,
+    GatewayEvent,
+    GatewayStatus,
+    RefundOutcome,
+    RefundState,
+)
+from gateways.signing import InvalidSignature
 
 
 class ManualGateway:
@@ -33,3 +42,6 @@ class ManualGateway:
 
     async def retrieve(self, transaction_id: str) -> ChargeState | None:
         return None
+
+    def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> GatewayEvent:
+        raise InvalidSignature("offline payments have no gateway to send webhooks")

@@ -3,7 +3,12 @@
 It answers Stripe's test payment methods the way Stripe does (pm_card_visa succeeds,
 pm_card_chargeDeclined is declined, pm_card_authenticationRequired asks for 3-D
 Secure, …), honours idempotency keys, and refuses what Stripe refuses (capturing
-more than authorized, refunding more than captured).
+more than authorized, refunding more than captured). Its PaymentIntents have
+Stripe's shape and are read back through the same code as Stripe's.
+
+`confirm` stands in for Stripe.js's confirmCardPayment and the 3-D Secure page: it
+changes only the gateway's own state and, like Stripe, reports the outcome as a
+signed webhook (Stripe's event shape and signature scheme) to the service.
 
 Its intents live in this process's memory: enough for development, tests and
 benchmarks, lost on restart.
@@ -12,22 +17,37 @@ benchmarks, lost on restart.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import secrets
+import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+import httpx
+
+from gateways import signing
 from gateways.base import (
     Card,
     ChargeRequest,
     ChargeState,
     GatewayError,
+    GatewayEvent,
     GatewayStatus,
     RefundOutcome,
     RefundState,
 )
+from gateways.stripe_shapes import MalformedEvent, charge_state, gateway_event
+
+log = logging.getLogger("payql.gateways.simulated")
 
 S = GatewayStatus
 CARD_METHODS = frozenset({"CREDIT_CARD", "DEBIT_CARD", "APPLE_PAY", "GOOGLE_PAY"})
+AUTHENTICATION_FAILED = "payment_intent_authentication_failure"  # Stripe's code
+# Seconds between webhook delivery attempts (Stripe retries for days; we try briefly).
+RETRY_DELAYS = (0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -65,43 +85,106 @@ TEST_CARDS: dict[str, TestCard] = {
 }
 
 
+class ConfirmRefused(Exception):
+    """A client-side confirmation the gateway will not take; `status` is the HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 @dataclass
 class _Intent:
     id: str
+    reference: str
     amount: int
     currency: str
     manual_capture: bool
     client_secret: str
-    status: S
+    metadata: dict[str, str]
+    status: S = S.REQUIRES_PAYMENT_METHOD
     amount_captured: int = 0
     amount_refunded: int = 0
     card: Card | None = None
-    failure_code: str | None = None
-    failure_message: str | None = None
+    charge_id: str | None = None
+    error_code: str | None = None
+    decline_code: str | None = None
+    error_message: str | None = None
     refunds: list[str] = field(default_factory=list)
 
+    def to_stripe(self) -> dict[str, Any]:
+        """This intent as Stripe's PaymentIntent object (latest_charge expanded)."""
+        failed = self.status is S.FAILED
+        status = "requires_payment_method" if failed else self.status.value
+        charge = None
+        if self.card is not None:
+            charge = {
+                "id": self.charge_id,
+                "object": "charge",
+                "amount_refunded": self.amount_refunded,
+                "payment_method_details": {
+                    "type": "card",
+                    "card": {
+                        "brand": self.card.brand,
+                        "last4": self.card.last4,
+                        "exp_month": self.card.exp_month,
+                        "exp_year": self.card.exp_year,
+                    },
+                },
+            }
+        error = None
+        if failed:
+            error = {
+                "type": "card_error",
+                "code": self.error_code,
+                "decline_code": self.decline_code,
+                "message": self.error_message,
+            }
+        return {
+            "id": self.id,
+            "object": "payment_intent",
+            "amount": self.amount,
+            "amount_capturable": self.amount if self.status is S.REQUIRES_CAPTURE else 0,
+            "amount_received": self.amount_captured,
+            "currency": self.currency.lower(),
+            "capture_method": "manual" if self.manual_capture else "automatic",
+            "client_secret": self.client_secret,
+            "status": status,
+            "metadata": dict(self.metadata),
+            "last_payment_error": error,
+            "latest_charge": charge,
+            "livemode": False,
+        }
+
     def state(self) -> ChargeState:
-        secret_visible = self.status in (S.REQUIRES_PAYMENT_METHOD, S.REQUIRES_ACTION)
-        return ChargeState(
-            transaction_id=self.id,
-            status=self.status,
-            amount_captured=self.amount_captured,
-            client_secret=self.client_secret if secret_visible else None,
-            failure_code=self.failure_code,
-            failure_message=self.failure_message,
-            card=self.card,
-        )
+        return charge_state(self.to_stripe())
+
+
+_EVENT_TYPES = {
+    S.SUCCEEDED: "payment_intent.succeeded",
+    S.FAILED: "payment_intent.payment_failed",
+    S.REQUIRES_ACTION: "payment_intent.requires_action",
+    S.PROCESSING: "payment_intent.processing",
+    S.CANCELED: "payment_intent.canceled",
+    S.REQUIRES_CAPTURE: "payment_intent.amount_capturable_updated",
+}
 
 
 class SimulatedGateway:
     name = "simulated"
     methods = CARD_METHODS | {"PAYPAL"}
 
-    def __init__(self, latency_ms: int = 0) -> None:
+    def __init__(self, latency_ms: int = 0, webhook_secret: str = "") -> None:
         self.latency = latency_ms / 1000
+        self.webhook_secret = webhook_secret
         self.intents: dict[str, _Intent] = {}
         self.calls: Counter[str] = Counter()  # operation -> count, for tests and benchmarks
+        self._by_secret: dict[str, _Intent] = {}
         self._replies: dict[str, ChargeState | RefundState] = {}  # idempotency key -> reply
+        self._deliveries: set[asyncio.Task[None]] = set()
+
+    # -- the server-side API -------------------------------------------------------
 
     def accepts_token(self, method: str, token: str | None) -> str | None:
         if token is None:
@@ -122,13 +205,15 @@ class SimulatedGateway:
         intent_id = f"pi_sim_{secrets.token_hex(12)}"
         intent = _Intent(
             id=intent_id,
+            reference=request.reference,
             amount=request.amount,
             currency=request.currency,
             manual_capture=request.manual_capture,
             client_secret=f"{intent_id}_secret_{secrets.token_hex(12)}",
-            status=S.REQUIRES_PAYMENT_METHOD,
+            metadata=dict(request.metadata),
         )
         self.intents[intent_id] = intent
+        self._by_secret[intent.client_secret] = intent
         if request.token is not None:
             self._confirm(intent, TEST_CARDS[request.token])
         state = intent.state()
@@ -137,17 +222,27 @@ class SimulatedGateway:
 
     def _confirm(self, intent: _Intent, test_card: TestCard) -> None:
         intent.card = test_card.card
+        intent.charge_id = f"ch_sim_{secrets.token_hex(12)}"
         if test_card.outcome is S.FAILED:
-            intent.status = S.FAILED
-            intent.failure_code = test_card.decline_code
-            intent.failure_message = test_card.message
+            self._fail(intent, "card_declined", test_card.decline_code, test_card.message)
         elif test_card.outcome is S.REQUIRES_ACTION:
             intent.status = S.REQUIRES_ACTION
-        elif intent.manual_capture:
+        else:
+            self._authorize(intent)
+
+    def _authorize(self, intent: _Intent) -> None:
+        if intent.manual_capture:
             intent.status = S.REQUIRES_CAPTURE
         else:
             intent.status = S.SUCCEEDED
             intent.amount_captured = intent.amount
+
+    @staticmethod
+    def _fail(intent: _Intent, code: str, decline_code: str | None, message: str | None) -> None:
+        intent.status = S.FAILED
+        intent.error_code = code
+        intent.decline_code = decline_code
+        intent.error_message = message
 
     async def capture(self, transaction_id: str, amount: int, idempotency_key: str) -> ChargeState:
         await self._travel()
@@ -209,5 +304,113 @@ class SimulatedGateway:
         if self.latency:
             await asyncio.sleep(self.latency)
 
+    # -- the client side: confirmation and 3-D Secure -------------------------------
 
-__all__ = ["TEST_CARDS", "SimulatedGateway"]
+    async def confirm(
+        self,
+        client_secret: str,
+        payment_method: str | None,
+        authenticate: bool | None,
+        deliver_to: str,
+    ) -> str:
+        """Confirm a payment as Stripe.js would; the outcome goes out as webhooks."""
+        intent = self._by_secret.get(client_secret)
+        if intent is None:
+            raise ConfirmRefused(404, "no payment has this client secret")
+        await self._travel()
+        reported: list[S] = []
+        if intent.status is S.REQUIRES_PAYMENT_METHOD:
+            if not payment_method:
+                raise ConfirmRefused(400, "paymentMethod is required: this payment has none yet")
+            test_card = TEST_CARDS.get(payment_method)
+            if test_card is None:
+                raise ConfirmRefused(400, f"unknown payment method {payment_method!r}")
+            self._confirm(intent, test_card)
+            if intent.status is S.REQUIRES_ACTION and authenticate is not None:
+                reported.append(S.REQUIRES_ACTION)
+                self._authenticate(intent, authenticate)
+        elif intent.status is S.REQUIRES_ACTION:
+            if authenticate is None:
+                raise ConfirmRefused(400, "authenticate (true or false) completes 3-D Secure")
+            self._authenticate(intent, authenticate)
+        else:
+            raise ConfirmRefused(
+                409, f"this payment is {intent.status.value}: its client secret is used up"
+            )
+        reported.append(intent.status)
+        events = [self._event(_EVENT_TYPES[status], intent) for status in reported]
+        self._deliver(deliver_to, events)
+        return intent.status.value
+
+    def _authenticate(self, intent: _Intent, approved: bool) -> None:
+        if approved:
+            self._authorize(intent)
+        else:
+            self._fail(
+                intent,
+                AUTHENTICATION_FAILED,
+                None,
+                "The customer did not complete 3-D Secure authentication.",
+            )
+
+    def _event(self, event_type: str, intent: _Intent) -> dict[str, Any]:
+        return {
+            "id": f"evt_sim_{secrets.token_hex(12)}",
+            "object": "event",
+            "type": event_type,
+            "created": int(time.time()),
+            "livemode": False,
+            "data": {"object": intent.to_stripe()},
+        }
+
+    # -- webhooks --------------------------------------------------------------------
+
+    def _deliver(self, url: str, events: list[dict[str, Any]]) -> None:
+        task = asyncio.create_task(self._send_all(url, events))
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _send_all(self, url: str, events: list[dict[str, Any]]) -> None:
+        async with httpx.AsyncClient(timeout=10) as client:
+            for event in events:  # in order, each until it is accepted
+                await self.send_webhook(client, url, event)
+
+    async def send_webhook(
+        self, client: httpx.AsyncClient, url: str, event: Mapping[str, Any]
+    ) -> bool:
+        body = json.dumps(event, separators=(",", ":")).encode()
+        for delay in (*RETRY_DELAYS, None):
+            headers = {
+                "Content-Type": "application/json",
+                "Stripe-Signature": signing.sign(body, self.webhook_secret),
+            }
+            try:
+                response = await client.post(url, content=body, headers=headers)
+                if response.is_success:
+                    return True
+                log.warning("webhook %s got %s", event["id"], response.status_code)
+            except httpx.HTTPError as exc:
+                log.warning("webhook %s not delivered: %s", event["id"], exc)
+            if delay is None:
+                break
+            await asyncio.sleep(delay)
+        log.error("webhook %s to %s given up", event["id"], url)
+        return False
+
+    async def drain(self) -> None:
+        """Wait for webhooks still being delivered (shutdown, tests)."""
+        while self._deliveries:
+            await asyncio.gather(*list(self._deliveries), return_exceptions=True)
+
+    def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> GatewayEvent:
+        signing.verify(payload, headers.get("stripe-signature"), self.webhook_secret)
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            raise MalformedEvent("the body is not JSON") from None
+        if not isinstance(event, dict):
+            raise MalformedEvent("the body is not a JSON object")
+        return gateway_event(event)
+
+
+__all__ = ["TEST_CARDS", "ConfirmRefused", "SimulatedGateway"]

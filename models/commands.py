@@ -34,6 +34,7 @@ from gateways.base import (
     ChargeState,
     Gateway,
     GatewayError,
+    GatewayEvent,
     GatewayUnavailable,
     RefundOutcome,
     RefundState,
@@ -60,6 +61,7 @@ from models.tables import (
     PaymentEvent,
     Product,
     Refund,
+    WebhookEvent,
 )
 
 log = logging.getLogger("payql.payments")
@@ -162,6 +164,10 @@ class NoPublisher:
 # -- phase 3: applying a change ------------------------------------------------------
 
 
+class PaymentUnknown(Exception):
+    """A webhook about a payment this service has not recorded (yet)."""
+
+
 class _Conflict(Exception):
     """The row changed under us (optimistic check failed): read again and retry."""
 
@@ -197,7 +203,7 @@ class _Tx:
             {"type": type_, "from_status": current, "to_status": status, "data": data}
         )
 
-    def absorb(self, state: ChargeState) -> None:
+    def absorb(self, state: ChargeState, **data: Any) -> Reported:
         """Take the gateway's word for the payment, where the table allows it."""
         p = self.payment
         verdict, status = rules.on_report(p.status, state.status.value)
@@ -207,8 +213,9 @@ class _Tx:
                 reported=status.value,
                 current=p.status.value,
                 gatewayStatus=state.status.value,
+                **data,
             )
-            return
+            return verdict
         if state.transaction_id:
             p.gateway_transaction_id = state.transaction_id
         if state.card is not None:
@@ -223,7 +230,8 @@ class _Tx:
             p.failure_message = state.failure_message or "The payment failed."
         if status is PaymentStatus.COMPLETED and verdict is Reported.MOVE:
             p.captured = state.amount_captured or p.amount
-        self.move(status, gatewayStatus=state.status.value)
+        self.move(status, gatewayStatus=state.status.value, **data)
+        return verdict
 
 
 _TRACKED = (
@@ -547,6 +555,51 @@ class PaymentService:
     ) -> Payment:
         """Phase 3 alone: for webhooks and reconciliation, which learn an outcome later."""
         return await self._apply(payment_id, _absorb(state), source)
+
+    async def apply_webhook(self, gateway: str, event: GatewayEvent) -> str:
+        """A verified webhook: applied once ("applied"/"ignored"), or "duplicate".
+
+        Raises PaymentUnknown when it is about a payment not (yet) recorded, so that
+        the route answers 5xx and the gateway retries.
+        """
+        if await WebhookEvent.filter(gateway=gateway, event_id=event.id).exists():
+            return "duplicate"
+        payment = None
+        if event.reference:
+            payment = await Payment.get_or_none(id=event.reference, gateway=gateway)
+        if payment is None and event.transaction_id:
+            payment = await Payment.get_or_none(
+                gateway=gateway, gateway_transaction_id=event.transaction_id
+            )
+        record: dict[str, Any] = {
+            "gateway": gateway,
+            "event_id": event.id,
+            "type": event.type,
+            "payment_id": payment.id if payment else None,
+            "payload": dict(event.payload),
+        }
+        charge = event.charge
+        try:
+            if charge is None:  # nothing in it for a payment: kept and acknowledged
+                await WebhookEvent.create(outcome="ignored", **record)
+                return "ignored"
+            if payment is None:
+                raise PaymentUnknown(f"no payment for {event.type} {event.id}")
+            outcome = "applied"
+
+            async def decide(tx: _Tx) -> None:
+                nonlocal outcome
+                verdict = tx.absorb(charge, eventId=event.id, eventType=event.type)
+                if verdict is Reported.SAME:
+                    tx.event("webhook.applied", eventId=event.id, eventType=event.type)
+                elif verdict is Reported.IGNORE:
+                    outcome = "ignored"
+                await WebhookEvent.create(using_db=tx.conn, outcome=outcome, **record)
+
+            await self._apply(payment.id, decide, EventSource.WEBHOOK)
+            return outcome
+        except IntegrityError:
+            return "duplicate"  # a concurrent copy of the same event won the race
 
     async def _gateway_step(
         self,

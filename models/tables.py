@@ -174,3 +174,20 @@ class IdempotencyKey(Model):
     class Meta:
         table = "idempotency_key"
         unique_together = (("scope", "key"),)
+
+
+class WebhookEvent(Model):
+    """Every accepted webhook, once: the unique (gateway, event_id) dedupes retries."""
+
+    id = fields.BigIntField(primary_key=True)
+    gateway = fields.CharField(max_length=32)
+    event_id = fields.CharField(max_length=255)
+    type = fields.CharField(max_length=100)
+    payment_id = fields.CharField(max_length=40, null=True, db_index=True)
+    outcome = fields.CharField(max_length=16)  # applied, ignored
+    payload: Any = fields.JSONField(default=dict)
+    received_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "webhook_event"
+        unique_together = (("gateway", "event_id"),)

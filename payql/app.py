@@ -20,6 +20,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from tortoise.contrib.starlette import RegisterTortoise
 
 from gateways import create_gateway
+from gateways.simulated import SimulatedGateway
 from models import TORTOISE_MODULES
 from models.catalog import seed_catalog
 from models.commands import PaymentService
@@ -27,6 +28,8 @@ from payql.settings import Settings
 from resolvers.auth import AuthError, actor_from_header
 from resolvers.context import Context
 from resolvers.live import Hub
+from resolvers.simulated import confirm_endpoint
+from resolvers.webhooks import webhook_endpoint
 from schema.schema import schema
 
 log = logging.getLogger("payql")
@@ -92,10 +95,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     broadcast = Broadcast(settings.broadcast_url)
     hub = Hub(broadcast)
-    gateways = {
-        "simulated": create_gateway("simulated", latency_ms=settings.simulated_latency_ms),
-        "manual": create_gateway("manual"),
-    }
+    simulated = SimulatedGateway(
+        latency_ms=settings.simulated_latency_ms,
+        webhook_secret=settings.simulated_webhook_secret,
+    )
+    gateways = {"simulated": simulated, "manual": create_gateway("manual")}
     service = PaymentService(
         gateways=gateways,
         publisher=hub,
@@ -117,6 +121,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             try:
                 yield
             finally:
+                await simulated.drain()
                 await hub.stop()
                 await broadcast.disconnect()
 
@@ -125,6 +130,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
+            Route(
+                "/webhooks/{gateway}", webhook_endpoint(service), methods=["POST"], name="webhook"
+            ),
+            Route("/simulated/confirm", confirm_endpoint(simulated), methods=["POST"]),
         ],
         lifespan=lifespan,
     )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import os
 import secrets
 import socket
@@ -228,3 +231,40 @@ class Subscription:
             assert errors, message
         code: str = errors[0]["extensions"]["code"]
         return code
+
+
+def stripe_event(event_type: str, intent: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A Stripe-shaped event about a PaymentIntent, as a gateway would send it."""
+    return {
+        "id": f"evt_test_{secrets.token_hex(8)}",
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "data": {"object": {**intent, **changes}},
+    }
+
+
+async def post_webhook(
+    http: httpx.AsyncClient,
+    server: LiveServer,
+    event: dict[str, Any],
+    *,
+    secret: str | None = None,
+    timestamp: int | None = None,
+    signature: str | None = None,
+) -> httpx.Response:
+    """POST a webhook signed the Stripe way (t=…,v1=HMAC-SHA256 over "t.body")."""
+    body = json.dumps(event).encode()
+    t = int(time.time()) if timestamp is None else timestamp
+    key = server.settings.simulated_webhook_secret if secret is None else secret
+    digest = hmac.new(key.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    headers = {"Content-Type": "application/json"}
+    if signature != "":
+        headers["Stripe-Signature"] = signature or f"t={t},v1={digest}"
+    return await http.post(f"{server.url}/webhooks/simulated", content=body, headers=headers)
+
+
+async def confirm(
+    http: httpx.AsyncClient, server: LiveServer, body: dict[str, Any]
+) -> httpx.Response:
+    return await http.post(f"{server.url}/simulated/confirm", json=body)

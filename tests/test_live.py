@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 from conftest import pay, refund
-from support import Client, LiveServer, Subscription
+from support import Client, LiveServer, Subscription, confirm, post_webhook, stripe_event
 
 STATUS_CHANGED = """
 subscription ($paymentId: ID, $orderId: ID, $after: ID) {
@@ -93,3 +94,131 @@ async def test_a_customer_must_name_a_payment_or_order(
         await sub.ack()
         await sub.subscribe(STATUS_CHANGED)
         assert await sub.refusal() == "FORBIDDEN"
+
+
+async def test_3d_secure_end_to_end_seen_live(
+    alice: Client,
+    admin: Client,
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    pending_order: dict[str, Any],
+) -> None:
+    # given a payment that needs 3-D Secure
+    payload = await pay(alice, pending_order["id"], token="pm_card_authenticationRequired")
+    payment_id, secret = payload["payment"]["id"], payload["clientSecret"]
+    assert payload["payment"]["status"] == "REQUIRES_ACTION"
+    async with Subscription.connect(server, http, server.token("cus_alice")) as sub:
+        await sub.ack()
+        # when the checkout page subscribes to it
+        await sub.subscribe(STATUS_CHANGED, paymentId=payment_id)
+        assert (await sub.next())["paymentStatusChanged"]["status"] == "REQUIRES_ACTION"
+        # and the customer approves 3-D Secure
+        response = await confirm(http, server, {"clientSecret": secret, "authenticate": True})
+        assert response.json() == {"status": "succeeded"}
+        # then the page sees it complete, as the webhook is applied
+        done = (await sub.next())["paymentStatusChanged"]
+        assert (done["previousStatus"], done["status"]) == ("REQUIRES_ACTION", "COMPLETED")
+        assert done["payment"]["status"] == "COMPLETED"
+        # and sees the refund when an admin makes it
+        await refund(admin, payment_id)
+        assert (await sub.next())["paymentStatusChanged"]["status"] == "REFUNDED"
+
+
+async def test_duplicate_webhooks_reach_subscribers_once(
+    alice: Client,
+    admin: Client,
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    pending_order: dict[str, Any],
+) -> None:
+    payload = await pay(alice, pending_order["id"], token="pm_card_authenticationRequired")
+    payment = payload["payment"]
+    # the customer passed 3-D Secure at the gateway, which reports it as a webhook
+    gateway_intent = server.simulated.intents[payment["gatewayTransactionId"]]
+    gateway_intent.status = type(gateway_intent.status).SUCCEEDED
+    gateway_intent.amount_captured = gateway_intent.amount
+    event = stripe_event("payment_intent.succeeded", gateway_intent.to_stripe())
+    async with Subscription.connect(server, http, server.token("cus_alice")) as sub:
+        await sub.ack()
+        await sub.subscribe(STATUS_CHANGED, paymentId=payment["id"])
+        assert (await sub.next())["paymentStatusChanged"]["status"] == "REQUIRES_ACTION"
+        # when 20 copies of the webhook race
+        await asyncio.gather(*(post_webhook(http, server, event) for _ in range(20)))
+        # then one message arrives, and the next one is the next real change
+        assert (await sub.next())["paymentStatusChanged"]["status"] == "COMPLETED"
+        await refund(admin, payment["id"])
+        assert (await sub.next())["paymentStatusChanged"]["status"] == "REFUNDED"
+
+
+async def test_resuming_with_after_misses_nothing_and_repeats_nothing(
+    alice: Client,
+    admin: Client,
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    pending_order: dict[str, Any],
+) -> None:
+    # given a payment waiting for client confirmation, watched by an admin dashboard
+    payload = await pay(alice, pending_order["id"])
+    payment_id, secret = payload["payment"]["id"], payload["clientSecret"]
+    async with Subscription.connect(server, http, server.token("admin", role="admin")) as sub:
+        await sub.ack()
+        await sub.subscribe(STATUS_CHANGED, orderId=pending_order["id"])
+        last = (await sub.next())["paymentStatusChanged"]
+        assert last["status"] == "PENDING"
+    # when changes happen while the dashboard is disconnected
+    await confirm(http, server, {"clientSecret": secret, "paymentMethod": "pm_card_visa"})
+    await wait_for_status(alice, payment_id, "COMPLETED")
+    async with Subscription.connect(server, http, server.token("admin", role="admin")) as sub:
+        await sub.ack()
+        # and it resumes from its last cursor while more changes are being made
+        await sub.subscribe(STATUS_CHANGED, orderId=pending_order["id"], after=last["cursor"])
+        amounts = ["10", "10", "10", "10", "10", "0.98"]  # 50.98 in all, in any order
+        refunds = asyncio.gather(*(refund(admin, payment_id, amount=a) for a in amounts))
+        received = [(await sub.next())["paymentStatusChanged"] for _ in range(3)]
+        assert all(r["errors"] == [] for r in await refunds)
+    # then it gets every change since its cursor exactly once, in order
+    assert [(m["previousStatus"], m["status"]) for m in received] == [
+        ("PENDING", "COMPLETED"),
+        ("COMPLETED", "PARTIALLY_REFUNDED"),
+        ("PARTIALLY_REFUNDED", "REFUNDED"),
+    ]
+    cursors = [int(m["cursor"][4:]) for m in received]
+    assert cursors == sorted(cursors) and int(last["cursor"][4:]) < cursors[0]
+
+
+async def test_two_hundred_subscribers_all_receive_one_change(
+    alice: Client, admin: Client, server: LiveServer, completed_payment: dict[str, Any]
+) -> None:
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as pool:
+        token = server.token("admin", role="admin")
+
+        async def watch(ready: asyncio.Event, go: asyncio.Event) -> str:
+            async with Subscription.connect(server, pool, token) as sub:
+                await sub.ack()
+                await sub.subscribe(STATUS_CHANGED, paymentId=completed_payment["id"])
+                assert (await sub.next())["paymentStatusChanged"]["status"] == "COMPLETED"
+                ready.set()
+                await go.wait()
+                status: str = (await sub.next())["paymentStatusChanged"]["status"]
+                return status
+
+        readies = [asyncio.Event() for _ in range(200)]
+        go = asyncio.Event()
+        watchers = [asyncio.create_task(watch(ready, go)) for ready in readies]
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
+        go.set()
+        # when one change is made
+        await refund(admin, completed_payment["id"], amount="1")
+        # then every one of the 200 subscribers receives it
+        statuses = await asyncio.wait_for(asyncio.gather(*watchers), 60)
+    assert statuses == ["PARTIALLY_REFUNDED"] * 200
+
+
+async def wait_for_status(client: Client, payment_id: str, status: str) -> None:
+    for _ in range(500):
+        data = await client("query ($id: ID!) { paymentStatus(id: $id) }", id=payment_id)
+        if data["paymentStatus"] == status:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{payment_id} never became {status}")

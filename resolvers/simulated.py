@@ -1,0 +1,48 @@
+"""POST /simulated/confirm: Stripe.js's confirmCardPayment and 3-D Secure, simulated.
+
+It changes nothing in the database: the simulated gateway reports the outcome as a
+signed webhook to POST /webhooks/simulated, which takes the path Stripe's take.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateways.simulated import ConfirmRefused, SimulatedGateway
+
+
+def confirm_endpoint(
+    gateway: SimulatedGateway, webhook_url: str | None = None
+) -> Callable[[Request], Awaitable[Response]]:
+    async def confirm(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return _refuse(400, "the body must be JSON")
+        if not isinstance(body, dict):
+            return _refuse(400, "the body must be a JSON object")
+        secret = body.get("clientSecret")
+        method = body.get("paymentMethod")
+        authenticate = body.get("authenticate")
+        if not isinstance(secret, str) or not secret:
+            return _refuse(400, "clientSecret is required")
+        if method is not None and not isinstance(method, str):
+            return _refuse(400, "paymentMethod must be a string such as pm_card_visa")
+        if authenticate is not None and not isinstance(authenticate, bool):
+            return _refuse(400, "authenticate must be true or false")
+        target = webhook_url or str(request.url_for("webhook", gateway=gateway.name))
+        try:
+            status = await gateway.confirm(secret, method, authenticate, deliver_to=target)
+        except ConfirmRefused as exc:
+            return _refuse(exc.status, exc.message)
+        return JSONResponse({"status": status})
+
+    return confirm
+
+
+def _refuse(status: int, reason: str) -> Response:
+    return JSONResponse({"error": reason}, status_code=status)

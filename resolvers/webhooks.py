@@ -1,0 +1,54 @@
+"""POST /webhooks/{gateway}: verify the raw body, then the one write path.
+
+A forged, stale or unsigned body gets 400 and changes nothing. A duplicate is
+acknowledged and applied zero further times. An event that cannot be applied yet
+(a payment not recorded yet, the database down) gets 503 so the gateway retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from tortoise.exceptions import BaseORMException
+
+from gateways.signing import InvalidSignature
+from gateways.stripe_shapes import MalformedEvent
+from models.commands import PaymentService, PaymentUnknown
+
+log = logging.getLogger("payql.webhooks")
+
+MAX_BODY = 1024 * 1024  # Stripe's events are far smaller
+
+
+def webhook_endpoint(service: PaymentService) -> Callable[[Request], Awaitable[Response]]:
+    async def receive(request: Request) -> Response:
+        name = request.path_params["gateway"]
+        gateway = service.gateways.get(name)
+        if gateway is None:
+            return JSONResponse({"error": f"no gateway named {name!r}"}, status_code=404)
+        payload = await request.body()
+        if len(payload) > MAX_BODY:
+            return JSONResponse({"error": "the body is too large"}, status_code=413)
+        try:
+            event = gateway.parse_webhook(payload, request.headers)
+        except InvalidSignature as exc:
+            log.warning("refused a %s webhook: %s", name, exc)
+            return JSONResponse({"error": f"signature refused: {exc}"}, status_code=400)
+        except MalformedEvent as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        try:
+            outcome = await service.apply_webhook(name, event)
+        except PaymentUnknown as exc:
+            return JSONResponse({"error": f"{exc}; retry later"}, status_code=503)
+        except (BaseORMException, OSError) as exc:
+            log.exception("could not apply %s webhook %s", name, event.id)
+            return JSONResponse(
+                {"error": f"could not apply the event now ({type(exc).__name__}); retry later"},
+                status_code=503,
+            )
+        return JSONResponse({"received": True, "outcome": outcome})
+
+    return receive

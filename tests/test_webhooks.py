@@ -1,0 +1,319 @@
+"""Client-side confirmation, 3-D Secure and signed webhooks, through the real endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+from conftest import pay
+from support import Client, LiveServer, confirm, post_webhook, stripe_event
+
+PAYMENT = """
+query ($id: ID!) {
+  payment(id: $id) {
+    status failureCode failureMessage capturedAmount clientSecret cardDetails { last4 }
+    events { type fromStatus toStatus source }
+  }
+}
+"""
+
+
+async def settled(client: Client, payment_id: str, status: str) -> dict[str, Any]:
+    """The payment once it has reached `status` (webhooks arrive a moment later)."""
+    deadline = time.monotonic() + 10
+    while True:
+        payment: dict[str, Any] = (await client(PAYMENT, id=payment_id))["payment"]
+        if payment["status"] == status or time.monotonic() > deadline:
+            return payment
+        await asyncio.sleep(0.02)
+
+
+def intent_of(server: LiveServer, payment: dict[str, Any]) -> dict[str, Any]:
+    intent: dict[str, Any] = server.simulated.intents[payment["gatewayTransactionId"]].to_stripe()
+    return intent
+
+
+@pytest.fixture
+async def awaiting_3ds(alice: Client, pending_order: dict[str, Any]) -> dict[str, Any]:
+    """Alice's USD 50.98 payment, waiting for 3-D Secure."""
+    payload = await pay(alice, pending_order["id"], token="pm_card_authenticationRequired")
+    assert payload["payment"]["status"] == "REQUIRES_ACTION"
+    return {**payload["payment"], "clientSecret": payload["clientSecret"]}
+
+
+@pytest.fixture
+async def awaiting_confirmation(alice: Client, pending_order: dict[str, Any]) -> dict[str, Any]:
+    """Alice's USD 50.98 payment, started without a token: PENDING with a client secret."""
+    payload = await pay(alice, pending_order["id"])
+    assert payload["payment"]["status"] == "PENDING"
+    return {**payload["payment"], "clientSecret": payload["clientSecret"]}
+
+
+# -- client-side confirmation ---------------------------------------------------------
+
+
+async def test_approving_3d_secure_completes_the_payment_through_a_webhook(
+    alice: Client, server: LiveServer, http: httpx.AsyncClient, awaiting_3ds: dict[str, Any]
+) -> None:
+    # when the customer approves 3-D Secure
+    response = await confirm(
+        http, server, {"clientSecret": awaiting_3ds["clientSecret"], "authenticate": True}
+    )
+    # then the gateway answers with its status
+    assert (response.status_code, response.json()) == (200, {"status": "succeeded"})
+    # and the payment completes when the signed webhook arrives
+    payment = await settled(alice, awaiting_3ds["id"], "COMPLETED")
+    assert payment["status"] == "COMPLETED"
+    assert payment["capturedAmount"] == "50.98"
+    assert payment["clientSecret"] is None
+    assert payment["events"][-1] == {
+        "type": "payment.status_changed",
+        "fromStatus": "REQUIRES_ACTION",
+        "toStatus": "COMPLETED",
+        "source": "WEBHOOK",
+    }
+
+
+async def test_denying_3d_secure_fails_the_payment_with_authentication_failed(
+    alice: Client, server: LiveServer, http: httpx.AsyncClient, awaiting_3ds: dict[str, Any]
+) -> None:
+    response = await confirm(
+        http, server, {"clientSecret": awaiting_3ds["clientSecret"], "authenticate": False}
+    )
+    assert response.status_code == 200
+    payment = await settled(alice, awaiting_3ds["id"], "FAILED")
+    assert payment["status"] == "FAILED"
+    assert payment["failureCode"] == "authentication_failed"
+    assert payment["failureMessage"]
+
+
+async def test_the_client_confirmed_flow_with_a_card_completes(
+    alice: Client,
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    awaiting_confirmation: dict[str, Any],
+) -> None:
+    # when the page confirms the PENDING payment with a card
+    response = await confirm(
+        http,
+        server,
+        {"clientSecret": awaiting_confirmation["clientSecret"], "paymentMethod": "pm_card_visa"},
+    )
+    # then it completes, with the card's safe details
+    assert response.json() == {"status": "succeeded"}
+    payment = await settled(alice, awaiting_confirmation["id"], "COMPLETED")
+    assert payment["status"] == "COMPLETED"
+    assert payment["cardDetails"] == {"last4": "4242"}
+
+
+async def test_a_client_confirmed_card_needing_3d_secure_goes_through_requires_action(
+    alice: Client,
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    awaiting_confirmation: dict[str, Any],
+) -> None:
+    secret = awaiting_confirmation["clientSecret"]
+    # when the page confirms with a 3-D Secure card, then the customer approves
+    first = await confirm(
+        http, server, {"clientSecret": secret, "paymentMethod": "pm_card_threeDSecure2Required"}
+    )
+    assert first.json() == {"status": "requires_action"}
+    await settled(alice, awaiting_confirmation["id"], "REQUIRES_ACTION")
+    second = await confirm(http, server, {"clientSecret": secret, "authenticate": True})
+    assert second.json() == {"status": "succeeded"}
+    # then the trail shows each step, from webhooks
+    payment = await settled(alice, awaiting_confirmation["id"], "COMPLETED")
+    changes = [
+        (e["fromStatus"], e["toStatus"], e["source"])
+        for e in payment["events"]
+        if e["type"] == "payment.status_changed"
+    ]
+    assert changes == [
+        ("PENDING", "REQUIRES_ACTION", "WEBHOOK"),
+        ("REQUIRES_ACTION", "COMPLETED", "WEBHOOK"),
+    ]
+
+
+async def test_a_declined_card_confirmed_on_the_client_fails(
+    alice: Client,
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    awaiting_confirmation: dict[str, Any],
+) -> None:
+    response = await confirm(
+        http,
+        server,
+        {
+            "clientSecret": awaiting_confirmation["clientSecret"],
+            "paymentMethod": "pm_card_chargeDeclinedInsufficientFunds",
+        },
+    )
+    assert response.json() == {"status": "failed"}
+    payment = await settled(alice, awaiting_confirmation["id"], "FAILED")
+    assert payment["failureCode"] == "insufficient_funds"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"clientSecret": "pi_sim_nope_secret_nope", "authenticate": True}, 404),
+        ({"authenticate": True}, 400),
+        ({"clientSecret": 5}, 400),
+        ({"clientSecret": "{secret}"}, 400),  # needs authenticate
+        ({"clientSecret": "{secret}", "authenticate": "yes"}, 400),
+    ],
+)
+async def test_bad_confirmations_get_a_4xx_with_a_reason(
+    alice: Client,
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    awaiting_3ds: dict[str, Any],
+    body: dict[str, Any],
+    status: int,
+) -> None:
+    filled = {k: (awaiting_3ds["clientSecret"] if v == "{secret}" else v) for k, v in body.items()}
+    response = await confirm(http, server, filled)
+    assert response.status_code == status
+    assert response.json()["error"]
+    assert (await alice(PAYMENT, id=awaiting_3ds["id"]))["payment"]["status"] == "REQUIRES_ACTION"
+
+
+async def test_a_pending_payment_needs_a_payment_method_to_confirm(
+    server: LiveServer, http: httpx.AsyncClient, awaiting_confirmation: dict[str, Any]
+) -> None:
+    secret = awaiting_confirmation["clientSecret"]
+    missing = await confirm(http, server, {"clientSecret": secret})
+    unknown = await confirm(http, server, {"clientSecret": secret, "paymentMethod": "pm_nope"})
+    assert (missing.status_code, unknown.status_code) == (400, 400)
+
+
+async def test_a_used_client_secret_is_refused(
+    alice: Client, server: LiveServer, http: httpx.AsyncClient, awaiting_3ds: dict[str, Any]
+) -> None:
+    secret = awaiting_3ds["clientSecret"]
+    assert (await confirm(http, server, {"clientSecret": secret, "authenticate": True})).is_success
+    await settled(alice, awaiting_3ds["id"], "COMPLETED")
+    again = await confirm(http, server, {"clientSecret": secret, "authenticate": False})
+    assert again.status_code == 409
+    assert (await alice(PAYMENT, id=awaiting_3ds["id"]))["payment"]["status"] == "COMPLETED"
+
+
+# -- the webhook path ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        {"secret": "whsec_forged"},
+        {"timestamp": int(time.time()) - 301},
+        {"signature": ""},
+        {"signature": "t=123"},
+        {"signature": "v1=abc"},
+    ],
+    ids=["forged", "stale", "missing", "no-v1", "no-timestamp"],
+)
+async def test_an_unverifiable_webhook_gets_400_and_changes_nothing(
+    alice: Client,
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    awaiting_3ds: dict[str, Any],
+    tamper: dict[str, Any],
+) -> None:
+    # given a webhook that would complete the payment, badly signed
+    intent = intent_of(server, awaiting_3ds)
+    event = stripe_event(
+        "payment_intent.succeeded", intent, status="succeeded", amount_received=intent["amount"]
+    )
+    # when it is posted
+    response = await post_webhook(http, server, event, **tamper)
+    # then it is refused and nothing changed
+    assert response.status_code == 400
+    payment = (await alice(PAYMENT, id=awaiting_3ds["id"]))["payment"]
+    assert payment["status"] == "REQUIRES_ACTION"
+    # and the same event properly signed is then applied: nothing of it was stored
+    assert (await post_webhook(http, server, event)).json()["outcome"] == "applied"
+
+
+async def test_a_webhook_that_is_not_an_event_gets_400(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    response = await post_webhook(http, server, {"hello": "world"})
+    assert response.status_code == 400
+
+
+async def test_twenty_concurrent_copies_of_one_webhook_apply_once(
+    alice: Client, server: LiveServer, http: httpx.AsyncClient, awaiting_3ds: dict[str, Any]
+) -> None:
+    intent = intent_of(server, awaiting_3ds)
+    event = stripe_event(
+        "payment_intent.succeeded", intent, status="succeeded", amount_received=intent["amount"]
+    )
+    # when 20 copies of the same event arrive at once
+    responses = await asyncio.gather(*(post_webhook(http, server, event) for _ in range(20)))
+    # then every copy is acknowledged, and exactly one was applied
+    assert {r.status_code for r in responses} == {200}
+    outcomes = sorted(r.json()["outcome"] for r in responses)
+    assert outcomes == ["applied"] + ["duplicate"] * 19
+    # with one transition and one audit event
+    payment = (await alice(PAYMENT, id=awaiting_3ds["id"]))["payment"]
+    webhook_events = [e for e in payment["events"] if e["source"] == "WEBHOOK"]
+    assert webhook_events == [
+        {
+            "type": "payment.status_changed",
+            "fromStatus": "REQUIRES_ACTION",
+            "toStatus": "COMPLETED",
+            "source": "WEBHOOK",
+        }
+    ]
+    # and a later copy is still a duplicate
+    assert (await post_webhook(http, server, event)).json()["outcome"] == "duplicate"
+
+
+async def test_a_late_event_never_moves_a_payment_backwards(
+    alice: Client, server: LiveServer, http: httpx.AsyncClient, awaiting_3ds: dict[str, Any]
+) -> None:
+    intent = intent_of(server, awaiting_3ds)
+    succeeded = stripe_event(
+        "payment_intent.succeeded", intent, status="succeeded", amount_received=intent["amount"]
+    )
+    late = stripe_event("payment_intent.processing", intent, status="processing")
+    # when `succeeded` arrives, then a `processing` that was sent before it
+    assert (await post_webhook(http, server, succeeded)).json()["outcome"] == "applied"
+    response = await post_webhook(http, server, late)
+    # then the late one is acknowledged but not applied, and the trail says so
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "ignored"
+    payment = (await alice(PAYMENT, id=awaiting_3ds["id"]))["payment"]
+    assert payment["status"] == "COMPLETED"
+    assert payment["events"][-1] == {
+        "type": "payment.transition_ignored",
+        "fromStatus": None,
+        "toStatus": None,
+        "source": "WEBHOOK",
+    }
+
+
+async def test_a_webhook_about_an_unknown_payment_gets_503_so_the_gateway_retries(
+    server: LiveServer, http: httpx.AsyncClient, awaiting_3ds: dict[str, Any]
+) -> None:
+    # given an event about a payment this service has not recorded
+    intent = {**intent_of(server, awaiting_3ds), "id": "pi_sim_unknown", "metadata": {}}
+    event = stripe_event("payment_intent.succeeded", intent, status="succeeded")
+    # when it is posted
+    response = await post_webhook(http, server, event)
+    # then the gateway is told to retry later, and nothing was kept of it
+    assert response.status_code == 503
+    again = await post_webhook(http, server, event)
+    assert again.status_code == 503
+
+
+async def test_events_without_a_payment_state_are_acknowledged_and_kept(
+    server: LiveServer, http: httpx.AsyncClient, awaiting_3ds: dict[str, Any]
+) -> None:
+    event = stripe_event("payment_intent.created", intent_of(server, awaiting_3ds))
+    first = await post_webhook(http, server, event)
+    assert (first.status_code, first.json()["outcome"]) == (200, "ignored")
+    assert (await post_webhook(http, server, event)).json()["outcome"] == "duplicate"
