@@ -147,3 +147,19 @@ async def authorized_payment(alice: Client) -> dict[str, Any]:
     payment = await paid(alice, lines=[("HOODIE-GRY-L", 1)], captureMethod="MANUAL")
     assert payment["status"] == "AUTHORIZED"
     return payment
+
+
+@pytest.fixture
+async def awaiting_3ds(alice: Client, pending_order: dict[str, Any]) -> dict[str, Any]:
+    """Alice's USD 50.98 payment, waiting for 3-D Secure."""
+    payload = await pay(alice, pending_order["id"], token="pm_card_authenticationRequired")
+    assert payload["payment"]["status"] == "REQUIRES_ACTION"
+    return {**payload["payment"], "clientSecret": payload["clientSecret"]}
+
+
+@pytest.fixture
+async def awaiting_confirmation(alice: Client, pending_order: dict[str, Any]) -> dict[str, Any]:
+    """Alice's USD 50.98 payment, started without a token: PENDING with a client secret."""
+    payload = await pay(alice, pending_order["id"])
+    assert payload["payment"]["status"] == "PENDING"
+    return {**payload["payment"], "clientSecret": payload["clientSecret"]}

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import uvicorn
 
+from gateways.base import GatewayStatus
 from gateways.simulated import SimulatedGateway
 from models.commands import PaymentService
 from payql.app import create_app
@@ -72,6 +73,15 @@ class LiveServer:
         gateway = self.service.gateways["simulated"]
         assert isinstance(gateway, SimulatedGateway)
         return gateway
+
+    def gateway_succeeds(self, payment: dict[str, Any]) -> dict[str, Any]:
+        """The customer passed 3-D Secure at the gateway: its intent is now succeeded.
+
+        Returns the intent in Stripe's shape, as a webhook would carry it."""
+        intent = self.simulated.intents[payment["gatewayTransactionId"]]
+        intent.status = GatewayStatus.SUCCEEDED
+        intent.amount_captured = intent.amount
+        return intent.to_stripe()
 
     def token(self, sub: str, role: str = "customer", email: str | None = None) -> str:
         return mint_token(

@@ -45,9 +45,7 @@ async def test_a_subscriber_sees_the_current_state_then_every_committed_change(
             "refundedAmount": "0.00",
         }
         # when the gateway completes it and the page syncs
-        intent = server.simulated.intents[payment["gatewayTransactionId"]]
-        intent.status = type(intent.status).SUCCEEDED
-        intent.amount_captured = intent.amount
+        server.gateway_succeeds(payment)
         await alice(SYNC, id=payment["id"])
         # then the change arrives, with the payment read fresh
         completed = (await sub.next())["paymentStatusChanged"]
@@ -101,12 +99,10 @@ async def test_3d_secure_end_to_end_seen_live(
     admin: Client,
     server: LiveServer,
     http: httpx.AsyncClient,
-    pending_order: dict[str, Any],
+    awaiting_3ds: dict[str, Any],
 ) -> None:
     # given a payment that needs 3-D Secure
-    payload = await pay(alice, pending_order["id"], token="pm_card_authenticationRequired")
-    payment_id, secret = payload["payment"]["id"], payload["clientSecret"]
-    assert payload["payment"]["status"] == "REQUIRES_ACTION"
+    payment_id, secret = awaiting_3ds["id"], awaiting_3ds["clientSecret"]
     async with Subscription.connect(server, http, server.token("cus_alice")) as sub:
         await sub.ack()
         # when the checkout page subscribes to it
@@ -129,15 +125,11 @@ async def test_duplicate_webhooks_reach_subscribers_once(
     admin: Client,
     server: LiveServer,
     http: httpx.AsyncClient,
-    pending_order: dict[str, Any],
+    awaiting_3ds: dict[str, Any],
 ) -> None:
-    payload = await pay(alice, pending_order["id"], token="pm_card_authenticationRequired")
-    payment = payload["payment"]
+    payment = awaiting_3ds
     # the customer passed 3-D Secure at the gateway, which reports it as a webhook
-    gateway_intent = server.simulated.intents[payment["gatewayTransactionId"]]
-    gateway_intent.status = type(gateway_intent.status).SUCCEEDED
-    gateway_intent.amount_captured = gateway_intent.amount
-    event = stripe_event("payment_intent.succeeded", gateway_intent.to_stripe())
+    event = stripe_event("payment_intent.succeeded", server.gateway_succeeds(payment))
     async with Subscription.connect(server, http, server.token("cus_alice")) as sub:
         await sub.ack()
         await sub.subscribe(STATUS_CHANGED, paymentId=payment["id"])

@@ -402,9 +402,7 @@ async def test_sync_applies_the_gateway_truth(
     # given a payment whose 3-D Secure the customer completed at the gateway
     payload = await pay(alice, pending_order["id"], token="pm_card_authenticationRequired")
     payment = payload["payment"]
-    intent = server.simulated.intents[payment["gatewayTransactionId"]]
-    intent.status = type(intent.status).SUCCEEDED  # what Stripe would report after 3-D Secure
-    intent.amount_captured = intent.amount
+    server.gateway_succeeds(payment)  # what Stripe would report after 3-D Secure
     # when Alice's page asks for a sync
     synced = (await alice(SYNC, id=payment["id"]))["syncPayment"]
     # then the payment follows the gateway, through the transition table

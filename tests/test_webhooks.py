@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import pay
 from support import Client, LiveServer, confirm, post_webhook, stripe_event
 
 PAYMENT = """
@@ -34,22 +33,6 @@ async def settled(client: Client, payment_id: str, status: str) -> dict[str, Any
 def intent_of(server: LiveServer, payment: dict[str, Any]) -> dict[str, Any]:
     intent: dict[str, Any] = server.simulated.intents[payment["gatewayTransactionId"]].to_stripe()
     return intent
-
-
-@pytest.fixture
-async def awaiting_3ds(alice: Client, pending_order: dict[str, Any]) -> dict[str, Any]:
-    """Alice's USD 50.98 payment, waiting for 3-D Secure."""
-    payload = await pay(alice, pending_order["id"], token="pm_card_authenticationRequired")
-    assert payload["payment"]["status"] == "REQUIRES_ACTION"
-    return {**payload["payment"], "clientSecret": payload["clientSecret"]}
-
-
-@pytest.fixture
-async def awaiting_confirmation(alice: Client, pending_order: dict[str, Any]) -> dict[str, Any]:
-    """Alice's USD 50.98 payment, started without a token: PENDING with a client secret."""
-    payload = await pay(alice, pending_order["id"])
-    assert payload["payment"]["status"] == "PENDING"
-    return {**payload["payment"], "clientSecret": payload["clientSecret"]}
 
 
 # -- client-side confirmation ---------------------------------------------------------
@@ -223,10 +206,7 @@ async def test_an_unverifiable_webhook_gets_400_and_changes_nothing(
     tamper: dict[str, Any],
 ) -> None:
     # given a webhook that would complete the payment, badly signed
-    intent = intent_of(server, awaiting_3ds)
-    event = stripe_event(
-        "payment_intent.succeeded", intent, status="succeeded", amount_received=intent["amount"]
-    )
+    event = stripe_event("payment_intent.succeeded", server.gateway_succeeds(awaiting_3ds))
     # when it is posted
     response = await post_webhook(http, server, event, **tamper)
     # then it is refused and nothing changed
@@ -247,10 +227,7 @@ async def test_a_webhook_that_is_not_an_event_gets_400(
 async def test_twenty_concurrent_copies_of_one_webhook_apply_once(
     alice: Client, server: LiveServer, http: httpx.AsyncClient, awaiting_3ds: dict[str, Any]
 ) -> None:
-    intent = intent_of(server, awaiting_3ds)
-    event = stripe_event(
-        "payment_intent.succeeded", intent, status="succeeded", amount_received=intent["amount"]
-    )
+    event = stripe_event("payment_intent.succeeded", server.gateway_succeeds(awaiting_3ds))
     # when 20 copies of the same event arrive at once
     responses = await asyncio.gather(*(post_webhook(http, server, event) for _ in range(20)))
     # then every copy is acknowledged, and exactly one was applied
@@ -275,10 +252,8 @@ async def test_twenty_concurrent_copies_of_one_webhook_apply_once(
 async def test_a_late_event_never_moves_a_payment_backwards(
     alice: Client, server: LiveServer, http: httpx.AsyncClient, awaiting_3ds: dict[str, Any]
 ) -> None:
-    intent = intent_of(server, awaiting_3ds)
-    succeeded = stripe_event(
-        "payment_intent.succeeded", intent, status="succeeded", amount_received=intent["amount"]
-    )
+    intent = server.gateway_succeeds(awaiting_3ds)
+    succeeded = stripe_event("payment_intent.succeeded", intent)
     late = stripe_event("payment_intent.processing", intent, status="processing")
     # when `succeeded` arrives, then a `processing` that was sent before it
     assert (await post_webhook(http, server, succeeded)).json()["outcome"] == "applied"
