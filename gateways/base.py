@@ -117,6 +117,11 @@ class Gateway(Protocol):
         """The gateway's truth about a payment, or None when it holds none (offline methods)."""
         ...
 
+    async def find(self, reference: str) -> ChargeState | None:
+        """The charge made for our payment `reference`, if the gateway has one: how a
+        charge whose answer never came back (a timeout, a crash) is found again."""
+        ...
+
     def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> GatewayEvent:
         """Verify the raw body's signature first, then read it; raise InvalidSignature."""
         ...

@@ -43,5 +43,8 @@ class ManualGateway:
     async def retrieve(self, transaction_id: str) -> ChargeState | None:
         return None
 
+    async def find(self, reference: str) -> ChargeState | None:
+        return ChargeState(f"man_{reference}", GatewayStatus.AWAITING_FUNDS)
+
     def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> GatewayEvent:
         raise InvalidSignature("offline payments have no gateway to send webhooks")

@@ -10,8 +10,9 @@ Stripe's shape and are read back through the same code as Stripe's.
 changes only the gateway's own state and, like Stripe, reports the outcome as a
 signed webhook (Stripe's event shape and signature scheme) to the service.
 
-Its intents live in this process's memory: enough for development, tests and
-benchmarks, lost on restart.
+Its intents live in tables of its own (gateways/simulated_store.py) in the service's
+database, so they survive a restart and every worker sees them. For tests and
+demos, `inject` scripts the next answer of an operation (a decline, an outage).
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ import json
 import logging
 import secrets
 import time
-from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
+from tortoise.transactions import in_transaction
 
 from gateways import signing
 from gateways.base import (
@@ -39,6 +42,7 @@ from gateways.base import (
     RefundOutcome,
     RefundState,
 )
+from gateways.simulated_store import SimulatedIntent, SimulatedReply
 from gateways.stripe_shapes import MalformedEvent, charge_state, gateway_event
 
 log = logging.getLogger("payql.gateways.simulated")
@@ -160,6 +164,39 @@ class _Intent:
     def state(self) -> ChargeState:
         return charge_state(self.to_stripe())
 
+    def to_row(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_row(cls, data: Mapping[str, Any]) -> _Intent:
+        values = dict(data)
+        values["status"] = S(values["status"])
+        values["card"] = Card(**values["card"]) if values.get("card") else None
+        return cls(**values)
+
+
+Outcome = ChargeState | RefundState
+
+
+def _reply_row(reply: Outcome) -> dict[str, Any]:
+    data = asdict(reply)
+    data["kind"] = "charge" if isinstance(reply, ChargeState) else "refund"
+    data["status"] = reply.status.value
+    return data
+
+
+def _reply(data: Mapping[str, Any]) -> Outcome:
+    values = dict(data)
+    kind = values.pop("kind")
+    if kind == "refund":
+        values["status"] = RefundOutcome(values["status"])
+        return RefundState(**values)
+    values["status"] = S(values["status"])
+    values["card"] = Card(**values["card"]) if values.get("card") else None
+    return ChargeState(**values)
+
 
 _EVENT_TYPES = {
     S.SUCCEEDED: "payment_intent.succeeded",
@@ -178,11 +215,22 @@ class SimulatedGateway:
     def __init__(self, latency_ms: int = 0, webhook_secret: str = "") -> None:
         self.latency = latency_ms / 1000
         self.webhook_secret = webhook_secret
-        self.intents: dict[str, _Intent] = {}
         self.calls: Counter[str] = Counter()  # operation -> count, for tests and benchmarks
-        self._by_secret: dict[str, _Intent] = {}
-        self._replies: dict[str, ChargeState | RefundState] = {}  # idempotency key -> reply
+        self._script: defaultdict[str, list[Outcome | Exception]] = defaultdict(list)
         self._deliveries: set[asyncio.Task[None]] = set()
+
+    def inject(self, operation: str, outcome: Outcome | Exception) -> None:
+        """Script the next `operation` (charge, capture, cancel, refund, retrieve, find):
+        answer with `outcome`, or raise it, instead of behaving normally."""
+        self._script[operation].append(outcome)
+
+    def _scripted(self, operation: str) -> Outcome | None:
+        if not self._script[operation]:
+            return None
+        outcome = self._script[operation].pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     # -- the server-side API -------------------------------------------------------
 
@@ -199,7 +247,10 @@ class SimulatedGateway:
         self.calls["charge"] += 1  # every request, replays included
         self.calls[f"charge:{request.reference}"] += 1
         await self._travel()
-        reply = self._replies.get(request.idempotency_key)
+        scripted = self._scripted("charge")
+        if isinstance(scripted, ChargeState):
+            return scripted
+        reply = await self._replayed(request.idempotency_key)
         if isinstance(reply, ChargeState):
             return reply
         intent_id = f"pi_sim_{secrets.token_hex(12)}"
@@ -212,12 +263,20 @@ class SimulatedGateway:
             client_secret=f"{intent_id}_secret_{secrets.token_hex(12)}",
             metadata=dict(request.metadata),
         )
-        self.intents[intent_id] = intent
-        self._by_secret[intent.client_secret] = intent
         if request.token is not None:
             self._confirm(intent, TEST_CARDS[request.token])
         state = intent.state()
-        self._replies[request.idempotency_key] = state
+        async with in_transaction() as conn:
+            await SimulatedIntent.create(
+                using_db=conn,
+                id=intent.id,
+                client_secret=intent.client_secret,
+                reference=intent.reference,
+                data=intent.to_row(),
+            )
+            await SimulatedReply.create(
+                using_db=conn, key=request.idempotency_key, data=_reply_row(state)
+            )
         return state
 
     def _confirm(self, intent: _Intent, test_card: TestCard) -> None:
@@ -245,60 +304,102 @@ class SimulatedGateway:
         intent.error_message = message
 
     async def capture(self, transaction_id: str, amount: int, idempotency_key: str) -> ChargeState:
+        self.calls["capture"] += 1
         await self._travel()
-        reply = self._replies.get(idempotency_key)
+        scripted = self._scripted("capture")
+        if isinstance(scripted, ChargeState):
+            return scripted
+        reply = await self._replayed(idempotency_key)
         if isinstance(reply, ChargeState):
             return reply
-        self.calls["capture"] += 1
-        intent = self._intent(transaction_id)
-        if intent.status is not S.REQUIRES_CAPTURE:
-            raise GatewayError(
-                f"payment intent {intent.id} is {intent.status.value}, not capturable"
-            )
-        if amount > intent.amount:
-            raise GatewayError("cannot capture more than was authorized")
-        intent.status = S.SUCCEEDED
-        intent.amount_captured = amount
-        state = intent.state()
-        self._replies[idempotency_key] = state
+        async with self._intent(transaction_id) as intent:
+            if intent.status is not S.REQUIRES_CAPTURE:
+                raise GatewayError(
+                    f"payment intent {intent.id} is {intent.status.value}, not capturable"
+                )
+            if amount > intent.amount:
+                raise GatewayError("cannot capture more than was authorized")
+            intent.status = S.SUCCEEDED
+            intent.amount_captured = amount
+            state = intent.state()
+        await self._remember(idempotency_key, state)
         return state
 
     async def cancel(self, transaction_id: str, idempotency_key: str) -> ChargeState:
-        await self._travel()
         self.calls["cancel"] += 1
-        intent = self._intent(transaction_id)
-        if intent.status in (S.SUCCEEDED, S.FAILED):
-            raise GatewayError(f"payment intent {intent.id} is {intent.status.value}")
-        intent.status = S.CANCELED
-        return intent.state()
+        await self._travel()
+        scripted = self._scripted("cancel")
+        if isinstance(scripted, ChargeState):
+            return scripted
+        async with self._intent(transaction_id) as intent:
+            if intent.status in (S.SUCCEEDED, S.FAILED):
+                raise GatewayError(f"payment intent {intent.id} is {intent.status.value}")
+            intent.status = S.CANCELED
+            return intent.state()
 
     async def refund(self, transaction_id: str, amount: int, idempotency_key: str) -> RefundState:
+        self.calls["refund"] += 1
         await self._travel()
-        reply = self._replies.get(idempotency_key)
+        scripted = self._scripted("refund")
+        if isinstance(scripted, RefundState):
+            return scripted
+        reply = await self._replayed(idempotency_key)
         if isinstance(reply, RefundState):
             return reply
-        self.calls["refund"] += 1
-        intent = self._intent(transaction_id)
-        if intent.status is not S.SUCCEEDED:
-            raise GatewayError(f"payment intent {intent.id} has no captured charge to refund")
-        if amount > intent.amount_captured - intent.amount_refunded:
-            raise GatewayError("the refund exceeds the charge's unrefunded amount")
-        intent.amount_refunded += amount
-        refund = RefundState(f"re_sim_{secrets.token_hex(12)}", RefundOutcome.SUCCEEDED)
-        intent.refunds.append(refund.refund_id)
-        self._replies[idempotency_key] = refund
+        async with self._intent(transaction_id) as intent:
+            if intent.status is not S.SUCCEEDED:
+                raise GatewayError(f"payment intent {intent.id} has no captured charge to refund")
+            if amount > intent.amount_captured - intent.amount_refunded:
+                raise GatewayError("the refund exceeds the charge's unrefunded amount")
+            intent.amount_refunded += amount
+            refund = RefundState(f"re_sim_{secrets.token_hex(12)}", RefundOutcome.SUCCEEDED)
+            intent.refunds.append(refund.refund_id)
+        await self._remember(idempotency_key, refund)
         return refund
 
     async def retrieve(self, transaction_id: str) -> ChargeState | None:
-        await self._travel()
         self.calls["retrieve"] += 1
-        return self._intent(transaction_id).state()
+        await self._travel()
+        scripted = self._scripted("retrieve")
+        if isinstance(scripted, ChargeState):
+            return scripted
+        row = await SimulatedIntent.get_or_none(id=transaction_id)
+        if row is None:
+            raise GatewayError(f"no such payment intent: {transaction_id}")
+        return _Intent.from_row(row.data).state()
 
-    def _intent(self, transaction_id: str) -> _Intent:
-        try:
-            return self.intents[transaction_id]
-        except KeyError:
-            raise GatewayError(f"no such payment intent: {transaction_id}") from None
+    async def find(self, reference: str) -> ChargeState | None:
+        self.calls["find"] += 1
+        await self._travel()
+        scripted = self._scripted("find")
+        if isinstance(scripted, ChargeState):
+            return scripted
+        row = await SimulatedIntent.filter(reference=reference).order_by("-id").first()
+        return _Intent.from_row(row.data).state() if row else None
+
+    @asynccontextmanager
+    async def _intent(self, transaction_id: str) -> AsyncIterator[_Intent]:
+        """The intent, locked for a change that is saved when the block ends."""
+        async with in_transaction() as conn:
+            row = (
+                await SimulatedIntent.filter(id=transaction_id)
+                .select_for_update()
+                .using_db(conn)
+                .first()
+            )
+            if row is None:
+                raise GatewayError(f"no such payment intent: {transaction_id}")
+            intent = _Intent.from_row(row.data)
+            yield intent
+            row.data = intent.to_row()
+            await row.save(using_db=conn, update_fields=["data"])
+
+    async def _replayed(self, key: str) -> Outcome | None:
+        row = await SimulatedReply.get_or_none(key=key)
+        return _reply(row.data) if row else None
+
+    async def _remember(self, key: str, reply: Outcome) -> None:
+        await SimulatedReply.update_or_create(key=key, defaults={"data": _reply_row(reply)})
 
     async def _travel(self) -> None:
         if self.latency:
@@ -311,35 +412,40 @@ class SimulatedGateway:
         client_secret: str,
         payment_method: str | None,
         authenticate: bool | None,
-        deliver_to: str,
+        deliver_to: str | None,
     ) -> str:
-        """Confirm a payment as Stripe.js would; the outcome goes out as webhooks."""
-        intent = self._by_secret.get(client_secret)
-        if intent is None:
-            raise ConfirmRefused(404, "no payment has this client secret")
+        """Confirm a payment as Stripe.js would; the outcome goes out as webhooks
+        (unless `deliver_to` is None: a lost webhook, for trying syncPayment)."""
         await self._travel()
+        row = await SimulatedIntent.get_or_none(client_secret=client_secret)
+        if row is None:
+            raise ConfirmRefused(404, "no payment has this client secret")
         reported: list[S] = []
-        if intent.status is S.REQUIRES_PAYMENT_METHOD:
-            if not payment_method:
-                raise ConfirmRefused(400, "paymentMethod is required: this payment has none yet")
-            test_card = TEST_CARDS.get(payment_method)
-            if test_card is None:
-                raise ConfirmRefused(400, f"unknown payment method {payment_method!r}")
-            self._confirm(intent, test_card)
-            if intent.status is S.REQUIRES_ACTION and authenticate is not None:
-                reported.append(S.REQUIRES_ACTION)
+        async with self._intent(row.id) as intent:
+            if intent.status is S.REQUIRES_PAYMENT_METHOD:
+                if not payment_method:
+                    raise ConfirmRefused(
+                        400, "paymentMethod is required: this payment has none yet"
+                    )
+                test_card = TEST_CARDS.get(payment_method)
+                if test_card is None:
+                    raise ConfirmRefused(400, f"unknown payment method {payment_method!r}")
+                self._confirm(intent, test_card)
+                if intent.status is S.REQUIRES_ACTION and authenticate is not None:
+                    reported.append(S.REQUIRES_ACTION)
+                    self._authenticate(intent, authenticate)
+            elif intent.status is S.REQUIRES_ACTION:
+                if authenticate is None:
+                    raise ConfirmRefused(400, "authenticate (true or false) completes 3-D Secure")
                 self._authenticate(intent, authenticate)
-        elif intent.status is S.REQUIRES_ACTION:
-            if authenticate is None:
-                raise ConfirmRefused(400, "authenticate (true or false) completes 3-D Secure")
-            self._authenticate(intent, authenticate)
-        else:
-            raise ConfirmRefused(
-                409, f"this payment is {intent.status.value}: its client secret is used up"
-            )
-        reported.append(intent.status)
-        events = [self._event(_EVENT_TYPES[status], intent) for status in reported]
-        self._deliver(deliver_to, events)
+            else:
+                raise ConfirmRefused(
+                    409, f"this payment is {intent.status.value}: its client secret is used up"
+                )
+            reported.append(intent.status)
+            events = [self._event(_EVENT_TYPES[status], intent) for status in reported]
+        if deliver_to is not None:
+            self._deliver(deliver_to, events)
         return intent.status.value
 
     def _authenticate(self, intent: _Intent, approved: bool) -> None:

@@ -1,4 +1,5 @@
 """Tortoise models, money, the payment rules and the one write path (commands)."""
 
-# The modules Tortoise loads as the "models" app.
-TORTOISE_MODULES = ["models.tables"]
+# The modules Tortoise loads as the "models" app: ours, and the simulated gateway's
+# own tables (it keeps its state in the service's database, apart from ours).
+TORTOISE_MODULES = ["models.tables", "gateways.simulated_store"]

@@ -208,8 +208,18 @@ class _Tx:
         p = self.payment
         verdict, status = rules.on_report(p.status, state.status.value)
         if verdict is Reported.IGNORE:
+            orphaned = status in (PaymentStatus.COMPLETED, PaymentStatus.AUTHORIZED) and (
+                p.status in (PaymentStatus.CANCELLED, PaymentStatus.FAILED)
+            )
+            if orphaned:
+                log.error(
+                    "ALERT: the gateway took money for %s payment %s: refund or void it at %s",
+                    p.status.value,
+                    p.id,
+                    p.gateway,
+                )
             self.event(
-                "payment.transition_ignored",
+                "payment.orphaned_charge" if orphaned else "payment.transition_ignored",
                 reported=status.value,
                 current=p.status.value,
                 gatewayStatus=state.status.value,
@@ -271,6 +281,9 @@ class PaymentService:
     clock: Callable[[], datetime] = utcnow
     # How long a request waits for a concurrent one with the same idempotency key.
     idempotency_wait: float = 30.0
+    # No gateway call outlasts this: a charge not found at the gateway after it never
+    # arrived there.
+    charge_timeout: timedelta = timedelta(minutes=2)
 
     # -- orders ------------------------------------------------------------------
 
@@ -300,7 +313,10 @@ class PaymentService:
                     f"an order has one currency; these lines mix {', '.join(sorted(currencies))}",
                     "lines",
                 )
-            for index, (sku, quantity) in enumerate(quantities.items()):
+            # Reserve in one order (by sku) so that two orders never wait on each other.
+            positions = {sku: index for index, sku in enumerate(quantities)}
+            for sku, quantity in sorted(quantities.items()):
+                index = positions[sku]
                 reserved = (
                     await Product.filter(sku=sku, stock__gte=quantity)
                     .using_db(conn)
@@ -452,6 +468,7 @@ class PaymentService:
             metadata={"payql_payment_id": payment.id, "payql_order_id": payment.order_id},
         )
         error: DomainError | None = None
+        decide: Decide
         try:
             state = await gateway.charge(charge)
         except GatewayUnavailable as exc:
@@ -465,12 +482,14 @@ class PaymentService:
             error = DomainError(ErrorCode.GATEWAY_ERROR, f"the gateway refused: {exc}")
             decide = _fail("gateway_error", str(exc))
         else:
-            decide = _absorb(state)
+            decide = _Absorb(state)
 
         # Phase 3: apply the outcome.
         payment = await self._apply(
             payment.id, decide, EventSource.GATEWAY, complete=record.id if record else None
         )
+        if isinstance(decide, _Absorb) and decide.verdict is Reported.IGNORE:
+            error = invalid_state(f"the payment became {payment.status.value} meanwhile")
         return Outcome(payment=payment, client_secret=_secret_for(payment), error=error)
 
     async def _replay_payment(
@@ -513,9 +532,12 @@ class PaymentService:
         rules.check_cancel(payment.status, admin=actor.admin)
         source = EventSource.ADMIN if actor.admin else EventSource.API
         if payment.gateway_transaction_id is None:
-            # The gateway never heard of it: nothing to void there.
-            payment = await self._apply(payment.id, _cancel_here, source)
-            return Outcome(payment=payment)
+            # The charge may still be in flight: cancelling here alone could let it
+            # succeed at the gateway afterwards. Ask the gateway first.
+            payment = await self._find_charge(payment, if_absent=_cancel_here, source=source)
+            if payment.status is PaymentStatus.CANCELLED:
+                return Outcome(payment=payment)
+            rules.check_cancel(payment.status, admin=actor.admin)
         return await self._gateway_step(
             payment,
             source,
@@ -535,26 +557,67 @@ class PaymentService:
         )
 
     async def sync_payment(self, actor: Actor, payment_id: str) -> Outcome:
+        """Ask the gateway for the truth: the charge (found by our reference when its
+        answer was lost), then any refund whose answer was lost."""
         payment = await _visible_payment(actor, payment_id)
-        if payment.gateway_transaction_id is None:
-            return Outcome(payment=payment)
         gateway = self._gateway_of(payment)
         try:
-            state = await gateway.retrieve(payment.gateway_transaction_id)
+            if payment.gateway_transaction_id is None:
+                never_arrived = _fail(
+                    "gateway_unavailable", "The payment never reached the gateway."
+                )
+                payment = await self._find_charge(payment, if_absent=never_arrived)
+            else:
+                state = await gateway.retrieve(payment.gateway_transaction_id)
+                if state is not None:
+                    payment = await self._apply(payment.id, _Absorb(state), EventSource.GATEWAY)
+            payment = await self._retry_lost_refunds(payment, gateway)
         except GatewayUnavailable as exc:
             return Outcome(payment=payment, error=_unavailable(exc))
         except GatewayError as exc:
             return Outcome(payment=payment, error=DomainError(ErrorCode.GATEWAY_ERROR, str(exc)))
-        if state is None:
-            return Outcome(payment=payment)
-        payment = await self._apply(payment.id, _absorb(state), EventSource.GATEWAY)
         return Outcome(payment=payment)
+
+    async def _find_charge(
+        self, payment: Payment, if_absent: Decide, source: EventSource = EventSource.SYSTEM
+    ) -> Payment:
+        """A payment whose charge has no answer yet (in flight, timed out, crashed):
+        ask the gateway for it by our reference. Absent, and older than any gateway
+        call can take, it never arrived: `if_absent` decides what becomes of it."""
+        gateway = self._gateway_of(payment)
+        state = await gateway.find(payment.id)
+        if state is not None:
+            return await self._apply(payment.id, _Absorb(state), EventSource.GATEWAY)
+        if self.clock() - payment.created_at < self.charge_timeout:
+            raise invalid_state(
+                "the gateway has not answered for this payment yet: try again in a moment"
+            )
+        return await self._apply(payment.id, if_absent, source)
+
+    async def _retry_lost_refunds(self, payment: Payment, gateway: Gateway) -> Payment:
+        """Refunds left PENDING without a gateway answer are asked again with their own
+        idempotency key: the gateway answers with the first refund, or makes it now."""
+        lost = await Refund.filter(
+            payment_id=payment.id, status=RefundStatus.PENDING, gateway_refund_id=None
+        ).order_by("created_at")
+        for refund in lost:
+            assert payment.gateway_transaction_id is not None
+            try:
+                result = await gateway.refund(
+                    payment.gateway_transaction_id, refund.amount, f"payql-{refund.id}"
+                )
+            except GatewayUnavailable:
+                raise
+            except GatewayError as exc:
+                result = RefundState("", RefundOutcome.FAILED, str(exc))
+            payment = await self.apply_refund_state(refund.id, result, EventSource.GATEWAY)
+        return payment
 
     async def apply_gateway_state(
         self, payment_id: str, state: ChargeState, source: EventSource
     ) -> Payment:
         """Phase 3 alone: for webhooks and reconciliation, which learn an outcome later."""
-        return await self._apply(payment_id, _absorb(state), source)
+        return await self._apply(payment_id, _Absorb(state), source)
 
     async def apply_webhook(self, gateway: str, event: GatewayEvent) -> str:
         """A verified webhook: applied once ("applied"/"ignored"), or "duplicate".
@@ -621,7 +684,14 @@ class PaymentService:
                 payment.id, _note("gateway.refused", reason=str(exc)), EventSource.GATEWAY
             )
             return Outcome(payment=payment, error=DomainError(ErrorCode.GATEWAY_ERROR, str(exc)))
-        payment = await self._apply(payment.id, _absorb(state), source)
+        absorb = _Absorb(state)
+        payment = await self._apply(payment.id, absorb, source)
+        if absorb.verdict is Reported.IGNORE:
+            # Something else moved the payment meanwhile (a cancel, a webhook).
+            return Outcome(
+                payment=payment,
+                error=invalid_state(f"the payment became {payment.status.value} meanwhile"),
+            )
         return Outcome(payment=payment)
 
     # -- refunds -----------------------------------------------------------------
@@ -705,7 +775,10 @@ class PaymentService:
                 payment.gateway_transaction_id, refund.amount, f"payql-{refund.id}"
             )
         except GatewayUnavailable as exc:
-            # Unknown outcome: the refund stays PENDING (its amount reserved) until synced.
+            # Unknown outcome: the refund stays PENDING (its amount reserved) until
+            # syncPayment asks again with the same key. A replay answers at once.
+            if record_id is not None:
+                await IdempotencyKey.filter(id=record_id).update(completed=True)
             return Outcome(refund=refund, payment=payment, error=_unavailable(exc))
         except GatewayError as exc:
             result = RefundState("", RefundOutcome.FAILED, str(exc))
@@ -838,11 +911,15 @@ class PaymentService:
 # -- decisions ---------------------------------------------------------------------------
 
 
-def _absorb(state: ChargeState) -> Decide:
-    async def decide(tx: _Tx) -> None:
-        tx.absorb(state)
+class _Absorb:
+    """Decide: take the gateway's word (see _Tx.absorb); remembers the verdict."""
 
-    return decide
+    def __init__(self, state: ChargeState) -> None:
+        self.state = state
+        self.verdict: Reported | None = None
+
+    async def __call__(self, tx: _Tx) -> None:
+        self.verdict = tx.absorb(self.state)
 
 
 def _note(event_type: str, **data: Any) -> Decide:

@@ -1,7 +1,8 @@
 """POST /simulated/confirm: Stripe.js's confirmCardPayment and 3-D Secure, simulated.
 
-It changes nothing in the database: the simulated gateway reports the outcome as a
-signed webhook to POST /webhooks/simulated, which takes the path Stripe's take.
+It changes nothing in the service's records: the simulated gateway reports the
+outcome as a signed webhook to POST /webhooks/simulated, which takes the path
+Stripe's take. `"sendWebhook": false` simulates a lost webhook (then syncPayment).
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ from starlette.responses import JSONResponse, Response
 from gateways.simulated import ConfirmRefused, SimulatedGateway
 
 
-def confirm_endpoint(
-    gateway: SimulatedGateway, webhook_url: str | None = None
-) -> Callable[[Request], Awaitable[Response]]:
+def confirm_endpoint(gateway: SimulatedGateway) -> Callable[[Request], Awaitable[Response]]:
     async def confirm(request: Request) -> Response:
         try:
             body = json.loads(await request.body())
@@ -28,13 +27,16 @@ def confirm_endpoint(
         secret = body.get("clientSecret")
         method = body.get("paymentMethod")
         authenticate = body.get("authenticate")
+        send_webhook = body.get("sendWebhook", True)
         if not isinstance(secret, str) or not secret:
             return _refuse(400, "clientSecret is required")
         if method is not None and not isinstance(method, str):
             return _refuse(400, "paymentMethod must be a string such as pm_card_visa")
         if authenticate is not None and not isinstance(authenticate, bool):
             return _refuse(400, "authenticate must be true or false")
-        target = webhook_url or str(request.url_for("webhook", gateway=gateway.name))
+        if not isinstance(send_webhook, bool):
+            return _refuse(400, "sendWebhook must be true or false")
+        target = str(request.url_for("webhook", gateway=gateway.name)) if send_webhook else None
         try:
             status = await gateway.confirm(secret, method, authenticate, deliver_to=target)
         except ConfirmRefused as exc:

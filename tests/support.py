@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -21,8 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import uvicorn
 
-from gateways.base import GatewayStatus
 from gateways.simulated import SimulatedGateway
+from models import money
 from models.commands import PaymentService
 from payql.app import create_app
 from payql.settings import Settings
@@ -73,15 +74,6 @@ class LiveServer:
         gateway = self.service.gateways["simulated"]
         assert isinstance(gateway, SimulatedGateway)
         return gateway
-
-    def gateway_succeeds(self, payment: dict[str, Any]) -> dict[str, Any]:
-        """The customer passed 3-D Secure at the gateway: its intent is now succeeded.
-
-        Returns the intent in Stripe's shape, as a webhook would carry it."""
-        intent = self.simulated.intents[payment["gatewayTransactionId"]]
-        intent.status = GatewayStatus.SUCCEEDED
-        intent.amount_captured = intent.amount
-        return intent.to_stripe()
 
     def token(self, sub: str, role: str = "customer", email: str | None = None) -> str:
         return mint_token(
@@ -278,3 +270,27 @@ async def confirm(
     http: httpx.AsyncClient, server: LiveServer, body: dict[str, Any]
 ) -> httpx.Response:
     return await http.post(f"{server.url}/simulated/confirm", json=body)
+
+
+async def approve_quietly(http: httpx.AsyncClient, server: LiveServer, client_secret: str) -> None:
+    """The customer passes 3-D Secure at the gateway, and its webhook is lost."""
+    response = await confirm(
+        http, server, {"clientSecret": client_secret, "authenticate": True, "sendWebhook": False}
+    )
+    assert response.status_code == 200, response.text
+
+
+def stripe_intent(payment: dict[str, Any], status: str = "succeeded") -> dict[str, Any]:
+    """The payment's PaymentIntent as Stripe (or the simulated gateway) shapes it."""
+    amount = money.to_minor(Decimal(payment["amount"]), payment["currency"])
+    return {
+        "id": payment["gatewayTransactionId"],
+        "object": "payment_intent",
+        "amount": amount,
+        "amount_received": amount if status == "succeeded" else 0,
+        "currency": payment["currency"].lower(),
+        "status": status,
+        "metadata": {"payql_payment_id": payment["id"]},
+        "last_payment_error": None,
+        "latest_charge": None,
+    }

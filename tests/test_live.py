@@ -7,7 +7,16 @@ from typing import Any
 
 import httpx
 from conftest import pay, refund
-from support import Client, LiveServer, Subscription, confirm, post_webhook, stripe_event
+from support import (
+    Client,
+    LiveServer,
+    Subscription,
+    approve_quietly,
+    confirm,
+    post_webhook,
+    stripe_event,
+    stripe_intent,
+)
 
 STATUS_CHANGED = """
 subscription ($paymentId: ID, $orderId: ID, $after: ID) {
@@ -26,12 +35,10 @@ async def test_a_subscriber_sees_the_current_state_then_every_committed_change(
     admin: Client,
     server: LiveServer,
     http: httpx.AsyncClient,
-    pending_order: dict[str, Any],
+    awaiting_3ds: dict[str, Any],
 ) -> None:
     # given a payment waiting for 3-D Secure
-    payment = (await pay(alice, pending_order["id"], token="pm_card_authenticationRequired"))[
-        "payment"
-    ]
+    payment = awaiting_3ds
     async with Subscription.connect(server, http, server.token("cus_alice")) as sub:
         await sub.ack()
         # when Alice subscribes to it
@@ -44,8 +51,8 @@ async def test_a_subscriber_sees_the_current_state_then_every_committed_change(
             "status": "REQUIRES_ACTION",
             "refundedAmount": "0.00",
         }
-        # when the gateway completes it and the page syncs
-        server.gateway_succeeds(payment)
+        # when the customer passes 3-D Secure (its webhook lost) and the page syncs
+        await approve_quietly(http, server, payment["clientSecret"])
         await alice(SYNC, id=payment["id"])
         # then the change arrives, with the payment read fresh
         completed = (await sub.next())["paymentStatusChanged"]
@@ -129,7 +136,8 @@ async def test_duplicate_webhooks_reach_subscribers_once(
 ) -> None:
     payment = awaiting_3ds
     # the customer passed 3-D Secure at the gateway, which reports it as a webhook
-    event = stripe_event("payment_intent.succeeded", server.gateway_succeeds(payment))
+    await approve_quietly(http, server, payment["clientSecret"])
+    event = stripe_event("payment_intent.succeeded", stripe_intent(payment))
     async with Subscription.connect(server, http, server.token("cus_alice")) as sub:
         await sub.ack()
         await sub.subscribe(STATUS_CHANGED, paymentId=payment["id"])

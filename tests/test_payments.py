@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 from conftest import PROCESS_PAYMENT, paid, pay, place_order
-from support import Client
+from support import Client, approve_quietly
+
+from gateways.base import ChargeState, GatewayStatus
 
 PAYMENT = """
 query ($id: ID!) {
@@ -397,12 +399,12 @@ async def test_only_offline_payments_are_marked_received(
 
 
 async def test_sync_applies_the_gateway_truth(
-    alice: Client, server: Any, pending_order: dict[str, Any]
+    alice: Client, server: Any, http: Any, awaiting_3ds: dict[str, Any]
 ) -> None:
-    # given a payment whose 3-D Secure the customer completed at the gateway
-    payload = await pay(alice, pending_order["id"], token="pm_card_authenticationRequired")
-    payment = payload["payment"]
-    server.gateway_succeeds(payment)  # what Stripe would report after 3-D Secure
+    # given a payment whose 3-D Secure the customer completed at the gateway, and
+    # whose webhook was lost
+    payment = awaiting_3ds
+    await approve_quietly(http, server, payment["clientSecret"])
     # when Alice's page asks for a sync
     synced = (await alice(SYNC, id=payment["id"]))["syncPayment"]
     # then the payment follows the gateway, through the transition table
@@ -420,8 +422,8 @@ async def test_sync_never_moves_a_payment_backwards(
     admin: Client, server: Any, completed_payment: dict[str, Any]
 ) -> None:
     # given a completed payment whose gateway answer is stale (says processing)
-    intent = server.simulated.intents[completed_payment["gatewayTransactionId"]]
-    intent.status = type(intent.status).PROCESSING
+    stale = ChargeState(completed_payment["gatewayTransactionId"], GatewayStatus.PROCESSING)
+    server.simulated.inject("retrieve", stale)
     # when it is synced
     synced = (await admin(SYNC, id=completed_payment["id"]))["syncPayment"]
     # then it stays COMPLETED and the ignored report is in the audit trail

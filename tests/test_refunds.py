@@ -11,6 +11,7 @@ import pytest
 from conftest import paid, refund
 from support import Client
 
+from gateways.base import GatewayError
 from models.commands import utcnow
 
 PAYMENT = """
@@ -165,9 +166,8 @@ async def test_refunds_have_an_audit_trail(
 async def test_a_refund_the_gateway_refuses_is_failed_and_changes_no_balance(
     admin: Client, server: Any, completed_payment: dict[str, Any]
 ) -> None:
-    # given the gateway believes USD 60 was already refunded elsewhere
-    intent = server.simulated.intents[completed_payment["gatewayTransactionId"]]
-    intent.amount_refunded = 6000
+    # given the gateway will refuse the next refund
+    server.simulated.inject("refund", GatewayError("the charge is disputed"))
     # when an admin refunds USD 10
     payload = await refund(admin, completed_payment["id"], amount="10")
     # then the refund is FAILED with the gateway's reason, and no balance changed
@@ -178,7 +178,6 @@ async def test_a_refund_the_gateway_refuses_is_failed_and_changes_no_balance(
     assert payload["payment"]["refundableAmount"] == "64.99"
     assert payload["payment"]["status"] == "COMPLETED"
     # and once the gateway agrees, the refund can be retried
-    intent.amount_refunded = 0
     retried = await refund(admin, completed_payment["id"], amount="10")
     assert retried["refund"]["status"] == "SUCCEEDED"
     assert retried["payment"]["refundedAmount"] == "10.00"

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import Client, LiveServer, confirm, post_webhook, stripe_event
+from support import Client, LiveServer, confirm, post_webhook, stripe_event, stripe_intent
 
 PAYMENT = """
 query ($id: ID!) {
@@ -28,11 +28,6 @@ async def settled(client: Client, payment_id: str, status: str) -> dict[str, Any
         if payment["status"] == status or time.monotonic() > deadline:
             return payment
         await asyncio.sleep(0.02)
-
-
-def intent_of(server: LiveServer, payment: dict[str, Any]) -> dict[str, Any]:
-    intent: dict[str, Any] = server.simulated.intents[payment["gatewayTransactionId"]].to_stripe()
-    return intent
 
 
 # -- client-side confirmation ---------------------------------------------------------
@@ -206,7 +201,7 @@ async def test_an_unverifiable_webhook_gets_400_and_changes_nothing(
     tamper: dict[str, Any],
 ) -> None:
     # given a webhook that would complete the payment, badly signed
-    event = stripe_event("payment_intent.succeeded", server.gateway_succeeds(awaiting_3ds))
+    event = stripe_event("payment_intent.succeeded", stripe_intent(awaiting_3ds))
     # when it is posted
     response = await post_webhook(http, server, event, **tamper)
     # then it is refused and nothing changed
@@ -227,7 +222,7 @@ async def test_a_webhook_that_is_not_an_event_gets_400(
 async def test_twenty_concurrent_copies_of_one_webhook_apply_once(
     alice: Client, server: LiveServer, http: httpx.AsyncClient, awaiting_3ds: dict[str, Any]
 ) -> None:
-    event = stripe_event("payment_intent.succeeded", server.gateway_succeeds(awaiting_3ds))
+    event = stripe_event("payment_intent.succeeded", stripe_intent(awaiting_3ds))
     # when 20 copies of the same event arrive at once
     responses = await asyncio.gather(*(post_webhook(http, server, event) for _ in range(20)))
     # then every copy is acknowledged, and exactly one was applied
@@ -252,7 +247,7 @@ async def test_twenty_concurrent_copies_of_one_webhook_apply_once(
 async def test_a_late_event_never_moves_a_payment_backwards(
     alice: Client, server: LiveServer, http: httpx.AsyncClient, awaiting_3ds: dict[str, Any]
 ) -> None:
-    intent = server.gateway_succeeds(awaiting_3ds)
+    intent = stripe_intent(awaiting_3ds)
     succeeded = stripe_event("payment_intent.succeeded", intent)
     late = stripe_event("payment_intent.processing", intent, status="processing")
     # when `succeeded` arrives, then a `processing` that was sent before it
@@ -275,7 +270,11 @@ async def test_a_webhook_about_an_unknown_payment_gets_503_so_the_gateway_retrie
     server: LiveServer, http: httpx.AsyncClient, awaiting_3ds: dict[str, Any]
 ) -> None:
     # given an event about a payment this service has not recorded
-    intent = {**intent_of(server, awaiting_3ds), "id": "pi_sim_unknown", "metadata": {}}
+    intent = {
+        **stripe_intent(awaiting_3ds, "requires_action"),
+        "id": "pi_sim_unknown",
+        "metadata": {},
+    }
     event = stripe_event("payment_intent.succeeded", intent, status="succeeded")
     # when it is posted
     response = await post_webhook(http, server, event)
@@ -288,7 +287,7 @@ async def test_a_webhook_about_an_unknown_payment_gets_503_so_the_gateway_retrie
 async def test_events_without_a_payment_state_are_acknowledged_and_kept(
     server: LiveServer, http: httpx.AsyncClient, awaiting_3ds: dict[str, Any]
 ) -> None:
-    event = stripe_event("payment_intent.created", intent_of(server, awaiting_3ds))
+    event = stripe_event("payment_intent.created", stripe_intent(awaiting_3ds, "requires_action"))
     first = await post_webhook(http, server, event)
     assert (first.status_code, first.json()["outcome"]) == (200, "ignored")
     assert (await post_webhook(http, server, event)).json()["outcome"] == "duplicate"
