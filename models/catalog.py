@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tortoise.transactions import in_transaction
 
-from models.tables import Counter, Product
+from models.tables import Product
 
 DEMO_PRODUCTS = [
     # sku, name, price in minor units, currency, stock
@@ -31,6 +31,4 @@ async def seed_catalog() -> int:
             ],
             using_db=conn,
         )
-        if not await Counter.filter(name="order").using_db(conn).exists():
-            await Counter.create(using_db=conn, name="order", value=0)
     return len(DEMO_PRODUCTS)

@@ -70,6 +70,8 @@ MAX_LINES = 100
 MAX_QUANTITY = 1000
 MAX_TEXT = 200
 OFFLINE_GATEWAY = "manual"
+ORDER_COUNTER = "order"
+EVENT_COUNTER = "event"
 
 
 def utcnow() -> datetime:
@@ -440,13 +442,23 @@ class PaymentService:
                     billing_address=address or order.billing_address,
                     metadata=metadata,
                 )
-                created = await PaymentEvent.create(
-                    using_db=conn,
-                    payment_id=payment.id,
-                    type="payment.created",
-                    to_status=PaymentStatus.PENDING,
-                    source=EventSource.API,
-                    data={"amount": amount, "currency": order.currency, "gateway": gateway.name},
+                [created] = await _append_events(
+                    conn,
+                    payment.id,
+                    EventSource.API,
+                    self.clock(),
+                    [
+                        {
+                            "type": "payment.created",
+                            "from_status": None,
+                            "to_status": PaymentStatus.PENDING,
+                            "data": {
+                                "amount": amount,
+                                "currency": order.currency,
+                                "gateway": gateway.name,
+                            },
+                        }
+                    ],
                 )
         except IntegrityError:
             if key is None:
@@ -873,19 +885,15 @@ class PaymentService:
                             raise _Conflict
                         payment.version = version + 1
                         payment.updated_at = tx.now
-                    changes = []
-                    for spec in tx.events:
-                        event = await PaymentEvent.create(
-                            using_db=conn, payment_id=payment_id, source=source, **spec
-                        )
-                        if spec["to_status"] is not None:
-                            changes.append(_change(payment, event))
                     if "status" in changed:
                         await _follow_payments(payment.order_id, conn)
                     if complete is not None:
                         await (
                             IdempotencyKey.filter(id=complete).using_db(conn).update(completed=True)
                         )
+                    # Last, so that the lock on the event counter is held the least.
+                    events = await _append_events(conn, payment_id, source, tx.now, tx.events)
+                    changes = [_change(payment, e) for e in events if e.to_status is not None]
             except _Conflict:
                 continue
             await self._publish(changes)
@@ -943,6 +951,51 @@ async def _cancel_here(tx: _Tx) -> None:
 
 
 # -- helpers -----------------------------------------------------------------------------
+
+
+async def _append_events(
+    conn: Any,
+    payment_id: str,
+    source: EventSource,
+    now: datetime,
+    specs: Sequence[Mapping[str, Any]],
+) -> list[PaymentEvent]:
+    """Append audit events with commit-ordered positions (their ids, the cursors).
+
+    The counter row stays locked until commit, so no position ever commits after a
+    higher one: a reader that has seen position N has seen every position below it.
+    """
+    if not specs:
+        return []
+    taken = (
+        await Counter.filter(name=EVENT_COUNTER)
+        .using_db(conn)
+        .update(value=F("value") + len(specs))
+    )
+    if taken != 1:
+        raise RuntimeError("the event counter is missing: start the service once to create it")
+    last = (await Counter.filter(name=EVENT_COUNTER).using_db(conn).get()).value
+    events = [
+        PaymentEvent(
+            id=last - len(specs) + 1 + offset,
+            payment_id=payment_id,
+            source=source,
+            created_at=now,
+            **spec,
+        )
+        for offset, spec in enumerate(specs)
+    ]
+    await PaymentEvent.bulk_create(events, using_db=conn)
+    return events
+
+
+async def ensure_counters() -> None:
+    """The counters the write path takes numbers from (order numbers, event positions)."""
+    for name in (ORDER_COUNTER, EVENT_COUNTER):
+        try:
+            await Counter.get_or_create(name=name, defaults={"value": 0})
+        except IntegrityError:  # another worker created it first
+            pass
 
 
 def _change(payment: Payment, event: PaymentEvent) -> StatusChange:
@@ -1009,10 +1062,10 @@ async def _visible_payment(actor: Actor, payment_id: str) -> Payment:
 
 
 async def _next_order_number(conn: Any, now: datetime) -> str:
-    bumped = await Counter.filter(name="order").using_db(conn).update(value=F("value") + 1)
+    bumped = await Counter.filter(name=ORDER_COUNTER).using_db(conn).update(value=F("value") + 1)
     if bumped != 1:
-        await Counter.create(using_db=conn, name="order", value=1)
-    counter = await Counter.filter(name="order").using_db(conn).get()
+        raise RuntimeError("the order counter is missing: start the service once to create it")
+    counter = await Counter.filter(name=ORDER_COUNTER).using_db(conn).get()
     return f"ORD-{now.year}-{counter.value:06d}"
 
 

@@ -141,9 +141,12 @@ class Refund(Model):
 
 
 class PaymentEvent(Model):
-    """The audit trail: appended in the transaction of the change, never updated."""
+    """The audit trail: appended in the transaction of the change, never updated.
 
-    id = fields.BigIntField(primary_key=True)
+    The id is the event's commit-ordered position (see commands._append_events),
+    and the subscription cursor."""
+
+    id = fields.BigIntField(primary_key=True, generated=False)
     payment: fields.ForeignKeyRelation[Payment] = fields.ForeignKeyField(
         "models.Payment", related_name="events", on_delete=fields.RESTRICT
     )

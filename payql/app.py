@@ -20,10 +20,11 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from tortoise.contrib.starlette import RegisterTortoise
 
 from gateways import create_gateway
+from gateways.base import Gateway
 from gateways.simulated import SimulatedGateway
 from models import TORTOISE_MODULES
 from models.catalog import seed_catalog
-from models.commands import PaymentService
+from models.commands import PaymentService, ensure_counters
 from payql.settings import Settings
 from resolvers.auth import AuthError, actor_from_header
 from resolvers.context import Context
@@ -95,11 +96,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     broadcast = Broadcast(settings.broadcast_url)
     hub = Hub(broadcast)
-    simulated = SimulatedGateway(
-        latency_ms=settings.simulated_latency_ms,
-        webhook_secret=settings.simulated_webhook_secret,
-    )
-    gateways = {"simulated": simulated, "manual": create_gateway("manual")}
+    gateways: dict[str, Gateway] = {"manual": create_gateway("manual")}
+    simulated = None
+    if settings.simulated_gateway:
+        simulated = SimulatedGateway(
+            latency_ms=settings.simulated_latency_ms,
+            webhook_secret=settings.simulated_webhook_secret,
+        )
+        gateways["simulated"] = simulated
     service = PaymentService(
         gateways=gateways,
         publisher=hub,
@@ -112,6 +116,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         async with RegisterTortoise(
             app, config=tortoise_config(settings.database_url), generate_schemas=True
         ):
+            await ensure_counters()
             if settings.seed_catalog:
                 created = await seed_catalog()
                 if created:
@@ -121,22 +126,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
             try:
                 yield
             finally:
-                await simulated.drain()
+                if simulated is not None:
+                    await simulated.drain()
                 await hub.stop()
                 await broadcast.disconnect()
 
-    app = Starlette(
-        routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
-            Route("/healthz", healthz),
-            Route(
-                "/webhooks/{gateway}", webhook_endpoint(service), methods=["POST"], name="webhook"
-            ),
-            Route("/simulated/confirm", confirm_endpoint(simulated), methods=["POST"]),
-        ],
-        lifespan=lifespan,
-    )
+    routes = [
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+        Route("/healthz", healthz),
+        Route("/webhooks/{gateway}", webhook_endpoint(service), methods=["POST"], name="webhook"),
+    ]
+    if simulated is not None:
+        routes.append(Route("/simulated/confirm", confirm_endpoint(simulated), methods=["POST"]))
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
     app.state.service = service
     app.state.hub = hub

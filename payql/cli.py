@@ -38,12 +38,14 @@ def seed_demo(settings: Settings) -> None:
     from tortoise import Tortoise
 
     from models.catalog import seed_catalog
+    from models.commands import ensure_counters
     from payql.app import tortoise_config
 
     async def run() -> int:
         await Tortoise.init(config=tortoise_config(settings.database_url))
         try:
             await Tortoise.generate_schemas(safe=True)
+            await ensure_counters()
             return await seed_catalog()
         finally:
             await Tortoise.close_connections()

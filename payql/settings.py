@@ -25,6 +25,9 @@ class Settings:
     simulated_latency_ms: int = 0
     refund_window_days: int = 180
     seed_catalog: bool = True
+    # The simulated gateway and /simulated/confirm: on in development, off in
+    # production unless asked for (it "pays" with test cards).
+    simulated_gateway: bool = True
 
     @property
     def production(self) -> bool:
@@ -38,6 +41,7 @@ class Settings:
         def get(name: str, default: str) -> str:
             return env.get(f"PAYQL_{name}", "").strip() or default
 
+        production = get("ENV", defaults.env) == "production"
         settings = cls(
             database_url=get("DATABASE_URL", defaults.database_url),
             broadcast_url=get("BROADCAST_URL", defaults.broadcast_url),
@@ -48,7 +52,10 @@ class Settings:
             ),
             simulated_latency_ms=_int(get("SIMULATED_LATENCY_MS", "0"), "SIMULATED_LATENCY_MS"),
             refund_window_days=_int(get("REFUND_WINDOW_DAYS", "180"), "REFUND_WINDOW_DAYS"),
-            seed_catalog=get("SEED_CATALOG", "1") not in ("0", "false", "no"),
+            seed_catalog=_flag(get("SEED_CATALOG", "1"), "SEED_CATALOG"),
+            simulated_gateway=_flag(
+                get("SIMULATED_GATEWAY", "0" if production else "1"), "SIMULATED_GATEWAY"
+            ),
         )
         settings.check()
         return settings
@@ -66,6 +73,24 @@ class Settings:
                 "PAYQL_JWT_SECRET must be set to a random secret of at least 32 characters "
                 "in production"
             )
+        if (
+            self.production
+            and self.simulated_gateway
+            and self.simulated_webhook_secret == DEV_WEBHOOK_SECRET
+        ):
+            raise SettingsError(
+                "PAYQL_SIMULATED_WEBHOOK_SECRET must be set to a secret of your own when the "
+                "simulated gateway is on in production (PAYQL_SIMULATED_GATEWAY=1)"
+            )
+
+
+def _flag(value: str, name: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"PAYQL_{name} must be 1 or 0 (true or false), not {value!r}")
 
 
 def _int(value: str, name: str) -> int:

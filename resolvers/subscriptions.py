@@ -63,16 +63,20 @@ async def payment_status_changed(
             raise _refuse("VALIDATION", "after is not a cursor from this subscription")
     scope = _Scope(actor, payment_id, order_id)
 
-    # Listen first, then read: a change committed in between is in both, and skipped once.
+    # Listen first, then read: a change committed in between is in both, and skipped
+    # once. Positions are commit-ordered (models/commands._append_events), so the
+    # backlog after a cursor has no gaps; per payment, nothing older than what was
+    # sent is sent again, so a page never steps back to a stale status.
     async with ctx.live.listen() as listener:
-        sent: set[int] = set()
+        floor = position or 0
+        sent: dict[str, int] = {}  # payment id -> the last cursor sent for it
         backlog: list[PaymentEvent] = []
         if position is not None:
             backlog = await _events(scope).filter(id__gt=position).order_by("id")
         elif payment_id is not None or order_id is not None:
             backlog = await _current_state(scope)
         for event in backlog:
-            sent.add(event.id)
+            sent[event.payment_id] = event.id
             assert event.to_status is not None
             yield Change(
                 cursor=event.id,
@@ -83,8 +87,11 @@ async def payment_status_changed(
             )
         while True:
             live = await listener.get()
-            if live.cursor in sent or not scope.matches(live):
+            if live.cursor <= max(floor, sent.get(live.payment_id, 0)):
                 continue
+            if not scope.matches(live):
+                continue
+            sent[live.payment_id] = live.cursor
             yield Change(
                 cursor=live.cursor,
                 payment_id=live.payment_id,

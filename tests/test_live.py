@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,6 +18,9 @@ from support import (
     stripe_event,
     stripe_intent,
 )
+
+from models.commands import StatusChange
+from models.rules import PaymentStatus
 
 STATUS_CHANGED = """
 subscription ($paymentId: ID, $orderId: ID, $after: ID) {
@@ -222,3 +226,42 @@ async def wait_for_status(client: Client, payment_id: str, status: str) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"{payment_id} never became {status}")
+
+
+async def test_a_customer_cannot_subscribe_to_anothers_order(
+    server: LiveServer, http: httpx.AsyncClient, pending_order: dict[str, Any]
+) -> None:
+    async with Subscription.connect(server, http, server.token("cus_bob")) as sub:
+        await sub.ack()
+        await sub.subscribe(STATUS_CHANGED, orderId=pending_order["id"])
+        assert await sub.refusal() == "NOT_FOUND"
+
+
+async def test_a_late_or_repeated_broadcast_never_steps_a_subscriber_back(
+    admin: Client, server: LiveServer, http: httpx.AsyncClient, completed_payment: dict[str, Any]
+) -> None:
+    async with Subscription.connect(server, http, server.token("admin", role="admin")) as sub:
+        await sub.ack()
+        await sub.subscribe(STATUS_CHANGED, paymentId=completed_payment["id"])
+        now = (await sub.next())["paymentStatusChanged"]
+        assert now["status"] == "COMPLETED"
+        cursor = int(now["cursor"][4:])
+        # when older news of this payment arrives late (another worker's slow publish),
+        # and the current one once more
+        for stale, status in (
+            (cursor - 1, PaymentStatus.PENDING),
+            (cursor, PaymentStatus.COMPLETED),
+        ):
+            change = StatusChange(
+                cursor=stale,
+                payment_id=completed_payment["id"],
+                order_id=completed_payment["orderId"],
+                customer_id="cus_alice",
+                previous=None,
+                status=status,
+                occurred_at=datetime.now(UTC),
+            )
+            await server.on_server_loop(server.app.state.hub.publish(change))
+        # then neither reaches the subscriber: the next message is the next real change
+        await refund(admin, completed_payment["id"], amount="1")
+        assert (await sub.next())["paymentStatusChanged"]["status"] == "PARTIALLY_REFUNDED"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import PROCESS_PAYMENT, paid, pay, place_order
+from conftest import pay, place_order
 from support import Client, approve_quietly
 
 from gateways.base import ChargeState, GatewayStatus
@@ -429,22 +429,3 @@ async def test_sync_never_moves_a_payment_backwards(
     # then it stays COMPLETED and the ignored report is in the audit trail
     assert synced["payment"]["status"] == "COMPLETED"
     assert synced["payment"]["events"][-1]["type"] == "payment.transition_ignored"
-
-
-async def test_processing_payment_input_as_one_query_constant_works(alice: Client) -> None:
-    # the PROCESS_PAYMENT document is the one the fixtures use; a sanity check of its shape
-    order = await place_order(alice)
-    data = await alice(
-        PROCESS_PAYMENT,
-        input={
-            "orderId": order["id"],
-            "paymentMethod": "DEBIT_CARD",
-            "token": "pm_card_visa_debit",
-        },
-    )
-    assert data["processPayment"]["payment"]["status"] == "COMPLETED"
-
-
-async def test_the_paid_helper_makes_a_completed_payment(alice: Client) -> None:
-    payment = await paid(alice)
-    assert payment["status"] == "COMPLETED"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import httpx
 import jwt
 import pytest
 
+from payql.app import create_app
 from payql.cli import main
 from payql.settings import DEV_JWT_SECRET, Settings, SettingsError
 
@@ -78,3 +80,35 @@ def test_the_cli_reports_bad_settings_instead_of_a_traceback(
     monkeypatch.delenv("PAYQL_JWT_SECRET", raising=False)
     assert main(["token", "--sub", "x"]) == 2
     assert "PAYQL_JWT_SECRET" in capsys.readouterr().err
+
+
+def test_the_simulated_gateway_is_off_in_production_unless_asked_for() -> None:
+    real = {"PAYQL_ENV": "production", "PAYQL_JWT_SECRET": "s" * 40}
+    assert not Settings.from_env(real).simulated_gateway
+    assert Settings.from_env({}).simulated_gateway
+    # asked for in production, it needs a webhook secret of its own
+    with pytest.raises(SettingsError, match="PAYQL_SIMULATED_WEBHOOK_SECRET"):
+        Settings.from_env({**real, "PAYQL_SIMULATED_GATEWAY": "1"})
+    on = Settings.from_env(
+        {
+            **real,
+            "PAYQL_SIMULATED_GATEWAY": "1",
+            "PAYQL_SIMULATED_WEBHOOK_SECRET": "whsec_" + "x" * 30,
+        }
+    )
+    assert on.simulated_gateway
+
+
+async def test_production_serves_no_test_card_gateway() -> None:
+    # given the app as production assembles it (no lifespan needed for routing)
+    app = create_app(Settings.from_env({"PAYQL_ENV": "production", "PAYQL_JWT_SECRET": "s" * 40}))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://payql") as client:
+        # then there is no confirm page, no simulated webhook, and no GraphiQL
+        confirm = await client.post("/simulated/confirm", json={"clientSecret": "x"})
+        webhook = await client.post("/webhooks/simulated", content=b"{}")
+        graphiql = await client.get("/graphql", headers={"Accept": "text/html"})
+    assert confirm.status_code == 404
+    assert webhook.status_code == 404
+    assert graphiql.status_code == 404
+    assert "simulated" not in app.state.service.gateways
