@@ -14,6 +14,7 @@ from gateways.base import Gateway
 _GATEWAYS = {
     "simulated": "gateways.simulated:SimulatedGateway",
     "manual": "gateways.manual:ManualGateway",
+    "stripe": "gateways.stripe:StripeGateway",
 }
 
 

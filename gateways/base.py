@@ -51,6 +51,26 @@ class ChargeRequest:
 
 
 @dataclass(frozen=True)
+class RefundReport:
+    """A refund as the gateway knows it: ours (its reference) or made elsewhere."""
+
+    refund_id: str
+    amount: int
+    status: RefundOutcome
+    reference: str | None = None  # our refund id, when the gateway echoes it back
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class DisputeReport:
+    dispute_id: str
+    amount: int
+    currency: str
+    status: str  # Stripe's: warning_needs_response, needs_response, under_review, won, lost, …
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class ChargeState:
     transaction_id: str
     status: GatewayStatus
@@ -59,6 +79,7 @@ class ChargeState:
     failure_code: str | None = None
     failure_message: str | None = None
     card: Card | None = None
+    refunds: tuple[RefundReport, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,6 +99,8 @@ class GatewayEvent:
     reference: str | None  # our payment id, when the gateway echoes it back
     charge: ChargeState | None  # the payment's state, for events that carry one
     payload: Mapping[str, Any] = field(default_factory=dict)
+    refunds: tuple[RefundReport, ...] = ()  # refund events
+    dispute: DisputeReport | None = None  # dispute events
 
 
 class GatewayError(Exception):

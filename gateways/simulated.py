@@ -40,6 +40,7 @@ from gateways.base import (
     GatewayEvent,
     GatewayStatus,
     RefundOutcome,
+    RefundReport,
     RefundState,
 )
 from gateways.simulated_store import SimulatedIntent, SimulatedReply
@@ -115,7 +116,7 @@ class _Intent:
     error_code: str | None = None
     decline_code: str | None = None
     error_message: str | None = None
-    refunds: list[str] = field(default_factory=list)
+    refunds: list[dict[str, Any]] = field(default_factory=list)  # Stripe's refund objects
 
     def to_stripe(self) -> dict[str, Any]:
         """This intent as Stripe's PaymentIntent object (latest_charge expanded)."""
@@ -126,7 +127,11 @@ class _Intent:
             charge = {
                 "id": self.charge_id,
                 "object": "charge",
+                "amount": self.amount,
+                "captured": self.amount_captured > 0,
+                "amount_captured": self.amount_captured,
                 "amount_refunded": self.amount_refunded,
+                "refunds": {"object": "list", "data": list(self.refunds)},
                 "payment_method_details": {
                     "type": "card",
                     "card": {
@@ -184,6 +189,8 @@ def _reply_row(reply: Outcome) -> dict[str, Any]:
     data = asdict(reply)
     data["kind"] = "charge" if isinstance(reply, ChargeState) else "refund"
     data["status"] = reply.status.value
+    for report in data.get("refunds", ()):
+        report["status"] = report["status"].value
     return data
 
 
@@ -195,6 +202,9 @@ def _reply(data: Mapping[str, Any]) -> Outcome:
         return RefundState(**values)
     values["status"] = S(values["status"])
     values["card"] = Card(**values["card"]) if values.get("card") else None
+    values["refunds"] = tuple(
+        RefundReport(**{**r, "status": RefundOutcome(r["status"])}) for r in values["refunds"]
+    )
     return ChargeState(**values)
 
 
@@ -353,7 +363,16 @@ class SimulatedGateway:
                 raise GatewayError("the refund exceeds the charge's unrefunded amount")
             intent.amount_refunded += amount
             refund = RefundState(f"re_sim_{secrets.token_hex(12)}", RefundOutcome.SUCCEEDED)
-            intent.refunds.append(refund.refund_id)
+            intent.refunds.append(
+                {
+                    "id": refund.refund_id,
+                    "object": "refund",
+                    "amount": amount,
+                    "status": "succeeded",
+                    "payment_intent": intent.id,
+                    "metadata": {"payql_refund_id": idempotency_key.removeprefix("payql-")},
+                }
+            )
         await self._remember(idempotency_key, refund)
         return refund
 

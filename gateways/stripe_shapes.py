@@ -8,7 +8,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateways.base import Card, ChargeState, GatewayEvent, GatewayStatus
+from gateways.base import (
+    Card,
+    ChargeState,
+    DisputeReport,
+    GatewayEvent,
+    GatewayStatus,
+    RefundOutcome,
+    RefundReport,
+)
 
 S = GatewayStatus
 
@@ -55,15 +63,51 @@ def charge_state(intent: Mapping[str, Any], status: GatewayStatus | None = None)
         failure_code = _FAILURE_CODES.get(code, code)
         failure_message = error.get("message")
     awaiting = status in (S.REQUIRES_PAYMENT_METHOD, S.REQUIRES_ACTION)
+    charge = intent.get("latest_charge")
     return ChargeState(
         transaction_id=str(intent["id"]),
         status=status,
-        amount_captured=int(intent.get("amount_received") or 0),
+        amount_captured=_captured(intent, status),
         client_secret=intent.get("client_secret") if awaiting else None,
         failure_code=failure_code,
         failure_message=failure_message,
         card=_card(intent),
+        refunds=_charge_refunds(charge) if isinstance(charge, Mapping) else (),
     )
+
+
+def _captured(intent: Mapping[str, Any], status: GatewayStatus) -> int:
+    if intent.get("amount_received") is not None:
+        return int(intent["amount_received"])
+    # Some emulators leave amount_received out: the charge's amount, when captured.
+    charge = intent.get("latest_charge")
+    if status is S.SUCCEEDED and isinstance(charge, Mapping) and charge.get("captured"):
+        return int(charge.get("amount_captured") or charge.get("amount") or 0)
+    return 0
+
+
+def refund_outcome(status: object) -> RefundOutcome:
+    """Stripe's refund statuses: pending and requires_action are still under way."""
+    if status == "succeeded":
+        return RefundOutcome.SUCCEEDED
+    if status in ("failed", "canceled"):
+        return RefundOutcome.FAILED
+    return RefundOutcome.PENDING
+
+
+def refund_report(refund: Mapping[str, Any]) -> RefundReport:
+    return RefundReport(
+        refund_id=str(refund["id"]),
+        amount=int(refund.get("amount") or 0),
+        status=refund_outcome(refund.get("status")),
+        reference=(refund.get("metadata") or {}).get("payql_refund_id"),
+        failure_reason=refund.get("failure_reason"),
+    )
+
+
+def _charge_refunds(charge: Mapping[str, Any]) -> tuple[RefundReport, ...]:
+    listed = (charge.get("refunds") or {}).get("data") or []
+    return tuple(refund_report(r) for r in listed if isinstance(r, Mapping) and r.get("id"))
 
 
 def _card(intent: Mapping[str, Any]) -> Card | None:
@@ -93,12 +137,30 @@ def gateway_event(event: Mapping[str, Any]) -> GatewayEvent:
     charge = None
     transaction_id = None
     reference = None
-    if obj.get("object") == "payment_intent":
+    refunds: tuple[RefundReport, ...] = ()
+    dispute = None
+    kind = obj.get("object")
+    if kind == "payment_intent":
         transaction_id = str(obj.get("id"))
         reference = (obj.get("metadata") or {}).get("payql_payment_id")
         status = _EVENT_STATUS.get(event_type)
         if status is not None:
             charge = charge_state(obj, status)
+    elif kind == "charge" and event_type == "charge.refunded":
+        transaction_id = _id(obj.get("payment_intent"))
+        refunds = _charge_refunds(obj)
+    elif kind == "refund":
+        transaction_id = _id(obj.get("payment_intent"))
+        refunds = (refund_report(obj),)
+    elif kind == "dispute":
+        transaction_id = _id(obj.get("payment_intent"))
+        dispute = DisputeReport(
+            dispute_id=str(obj.get("id")),
+            amount=int(obj.get("amount") or 0),
+            currency=str(obj.get("currency") or "").upper(),
+            status=str(obj.get("status") or "unknown"),
+            reason=obj.get("reason"),
+        )
     return GatewayEvent(
         id=event_id,
         type=event_type,
@@ -106,4 +168,12 @@ def gateway_event(event: Mapping[str, Any]) -> GatewayEvent:
         reference=reference,
         charge=charge,
         payload=dict(event),
+        refunds=refunds,
+        dispute=dispute,
     )
+
+
+def _id(value: object) -> str | None:
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return str(value) if value else None

@@ -26,17 +26,19 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
+from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
 from gateways.base import (
     ChargeRequest,
     ChargeState,
+    DisputeReport,
     Gateway,
     GatewayError,
     GatewayEvent,
     GatewayUnavailable,
     RefundOutcome,
+    RefundReport,
     RefundState,
 )
 from models import money, rules
@@ -54,6 +56,7 @@ from models.rules import (
 )
 from models.tables import (
     Counter,
+    Dispute,
     IdempotencyKey,
     Order,
     OrderLine,
@@ -244,6 +247,96 @@ class _Tx:
             p.captured = state.amount_captured or p.amount
         self.move(status, gatewayStatus=state.status.value, **data)
         return verdict
+
+    async def settle_refund(
+        self,
+        refund: Refund,
+        outcome: RefundOutcome,
+        gateway_refund_id: str | None,
+        failure_reason: str | None = None,
+    ) -> None:
+        """A refund of this payment reached its end at the gateway (or has its id there)."""
+        if refund.status is not RefundStatus.PENDING or outcome is RefundOutcome.PENDING:
+            if gateway_refund_id and not refund.gateway_refund_id:
+                refund.gateway_refund_id = gateway_refund_id
+                await refund.save(using_db=self.conn, update_fields=["gateway_refund_id"])
+            return
+        p = self.payment
+        p.refund_pending -= refund.amount
+        refund.gateway_refund_id = gateway_refund_id or refund.gateway_refund_id
+        refund.completed_at = self.now
+        if outcome is RefundOutcome.SUCCEEDED:
+            refund.status = RefundStatus.SUCCEEDED
+            p.refunded += refund.amount
+            self.event("refund.succeeded", refundId=refund.id, amount=refund.amount)
+            self.move(rules.status_after_refunds(p.captured, p.refunded), refundId=refund.id)
+        else:
+            refund.status = RefundStatus.FAILED
+            refund.failure_reason = _text(failure_reason, "reason", 500) or "failed"
+            self.event("refund.failed", refundId=refund.id, reason=refund.failure_reason)
+        await refund.save(
+            using_db=self.conn,
+            update_fields=["status", "gateway_refund_id", "completed_at", "failure_reason"],
+        )
+
+    async def reconcile_refunds(self, reports: Sequence[RefundReport]) -> None:
+        """Refunds as the gateway knows them: ours settle, others (made in the gateway's
+        dashboard) become refunds here too."""
+        p = self.payment
+        for report in reports:
+            match = Q(gateway_refund_id=report.refund_id)
+            if report.reference:
+                match |= Q(id=report.reference)
+            refund = await Refund.filter(match, payment_id=p.id).using_db(self.conn).first()
+            if refund is None:
+                if report.status is RefundOutcome.FAILED:
+                    continue
+                refund = await Refund.create(
+                    using_db=self.conn,
+                    id=new_id("re"),
+                    payment_id=p.id,
+                    amount=report.amount,
+                    currency=p.currency,
+                    reason="made at the gateway",
+                    gateway_refund_id=report.refund_id,
+                )
+                p.refund_pending += report.amount
+                self.event(
+                    "refund.created", refundId=refund.id, amount=refund.amount, origin="gateway"
+                )
+            elif refund.status is RefundStatus.SUCCEEDED and report.status is RefundOutcome.FAILED:
+                log.error(
+                    "ALERT: refund %s of %s failed at the gateway after succeeding", refund.id, p.id
+                )
+                self.event("refund.reversed", refundId=refund.id, reason=report.failure_reason)
+                continue
+            await self.settle_refund(refund, report.status, report.refund_id, report.failure_reason)
+
+    async def record_dispute(self, report: DisputeReport, event_type: str) -> None:
+        p = self.payment
+        dispute = await Dispute.filter(id=report.dispute_id).using_db(self.conn).first()
+        if dispute is None:
+            await Dispute.create(
+                using_db=self.conn,
+                id=report.dispute_id,
+                payment_id=p.id,
+                amount=report.amount,
+                currency=p.currency,  # a dispute is in its charge's currency
+                status=report.status,
+                reason=report.reason,
+            )
+        else:
+            dispute.status = report.status
+            dispute.amount = report.amount
+            await dispute.save(using_db=self.conn, update_fields=["status", "amount", "updated_at"])
+        kind = event_type.rsplit(".", 1)[-1]  # created, updated, closed, funds_withdrawn, …
+        self.event(
+            f"dispute.{kind}",
+            disputeId=report.dispute_id,
+            status=report.status,
+            amount=report.amount,
+            reason=report.reason,
+        )
 
 
 _TRACKED = (
@@ -582,7 +675,8 @@ class PaymentService:
             else:
                 state = await gateway.retrieve(payment.gateway_transaction_id)
                 if state is not None:
-                    payment = await self._apply(payment.id, _Absorb(state), EventSource.GATEWAY)
+                    absorb = _Absorb(state, refunds=True)
+                    payment = await self._apply(payment.id, absorb, EventSource.GATEWAY)
             payment = await self._retry_lost_refunds(payment, gateway)
         except GatewayUnavailable as exc:
             return Outcome(payment=payment, error=_unavailable(exc))
@@ -655,7 +749,8 @@ class PaymentService:
         }
         charge = event.charge
         try:
-            if charge is None:  # nothing in it for a payment: kept and acknowledged
+            if charge is None and not event.refunds and event.dispute is None:
+                # Nothing in it for a payment: kept and acknowledged.
                 await WebhookEvent.create(outcome="ignored", **record)
                 return "ignored"
             if payment is None:
@@ -664,11 +759,15 @@ class PaymentService:
 
             async def decide(tx: _Tx) -> None:
                 nonlocal outcome
-                verdict = tx.absorb(charge, eventId=event.id, eventType=event.type)
-                if verdict is Reported.SAME:
-                    tx.event("webhook.applied", eventId=event.id, eventType=event.type)
-                elif verdict is Reported.IGNORE:
-                    outcome = "ignored"
+                if charge is not None:
+                    verdict = tx.absorb(charge, eventId=event.id, eventType=event.type)
+                    if verdict is Reported.IGNORE:
+                        outcome = "ignored"
+                    elif verdict is Reported.SAME:  # news of nothing new: noted in the trail
+                        tx.event("webhook.applied", eventId=event.id, eventType=event.type)
+                await tx.reconcile_refunds(event.refunds)
+                if event.dispute is not None:
+                    await tx.record_dispute(event.dispute, event.type)
                 await WebhookEvent.create(using_db=tx.conn, outcome=outcome, **record)
 
             await self._apply(payment.id, decide, EventSource.WEBHOOK)
@@ -818,30 +917,8 @@ class PaymentService:
 
         async def settle(tx: _Tx) -> None:
             current = await Refund.select_for_update().using_db(tx.conn).get(id=refund_id)
-            if current.status is not RefundStatus.PENDING or result.status is RefundOutcome.PENDING:
-                if result.refund_id and not current.gateway_refund_id:
-                    current.gateway_refund_id = result.refund_id
-                    await current.save(using_db=tx.conn, update_fields=["gateway_refund_id"])
-                return
-            p = tx.payment
-            p.refund_pending -= current.amount
-            current.gateway_refund_id = result.refund_id or None
-            current.completed_at = tx.now
-            if result.status is RefundOutcome.SUCCEEDED:
-                current.status = RefundStatus.SUCCEEDED
-                p.refunded += current.amount
-                tx.event("refund.succeeded", refundId=current.id, amount=current.amount)
-                tx.move(
-                    rules.status_after_refunds(p.captured, p.refunded),
-                    refundId=current.id,
-                )
-            else:
-                current.status = RefundStatus.FAILED
-                current.failure_reason = _text(result.failure_reason, "reason", 500) or "failed"
-                tx.event("refund.failed", refundId=current.id, reason=current.failure_reason)
-            await current.save(
-                using_db=tx.conn,
-                update_fields=["status", "gateway_refund_id", "completed_at", "failure_reason"],
+            await tx.settle_refund(
+                current, result.status, result.refund_id or None, result.failure_reason
             )
 
         return await self._apply(refund.payment_id, settle, source, complete=complete)
@@ -920,14 +997,18 @@ class PaymentService:
 
 
 class _Absorb:
-    """Decide: take the gateway's word (see _Tx.absorb); remembers the verdict."""
+    """Decide: take the gateway's word (see _Tx.absorb); remembers the verdict.
+    With `refunds`, the refunds the gateway lists are reconciled too (a sync)."""
 
-    def __init__(self, state: ChargeState) -> None:
+    def __init__(self, state: ChargeState, refunds: bool = False) -> None:
         self.state = state
+        self.refunds = refunds
         self.verdict: Reported | None = None
 
     async def __call__(self, tx: _Tx) -> None:
         self.verdict = tx.absorb(self.state)
+        if self.refunds:
+            await tx.reconcile_refunds(self.state.refunds)
 
 
 def _note(event_type: str, **data: Any) -> Decide:

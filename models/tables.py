@@ -194,3 +194,23 @@ class WebhookEvent(Model):
     class Meta:
         table = "webhook_event"
         unique_together = (("gateway", "event_id"),)
+
+
+class Dispute(Model):
+    """A chargeback the gateway reported, kept as its latest state."""
+
+    id = fields.CharField(max_length=255, primary_key=True)  # the gateway's dispute id
+    payment: fields.ForeignKeyRelation[Payment] = fields.ForeignKeyField(
+        "models.Payment", related_name="disputes", on_delete=fields.RESTRICT
+    )
+    amount = fields.BigIntField()
+    currency = fields.CharField(max_length=3)
+    status = fields.CharField(max_length=32)
+    reason = fields.CharField(max_length=64, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    payment_id: str
+
+    class Meta:
+        table = "dispute"

@@ -104,10 +104,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
             webhook_secret=settings.simulated_webhook_secret,
         )
         gateways["simulated"] = simulated
+    if settings.stripe_secret_key:
+        gateways["stripe"] = create_gateway(
+            "stripe",
+            secret_key=settings.stripe_secret_key,
+            webhook_secret=settings.stripe_webhook_secret,
+            api_base=settings.stripe_api_base or None,
+        )
     service = PaymentService(
         gateways=gateways,
         publisher=hub,
         refund_window=timedelta(days=settings.refund_window_days),
+        card_gateway=settings.card_gateway,
     )
     graphql = PayqlGraphQL(settings, service, hub)
 

@@ -28,6 +28,11 @@ class Settings:
     # The simulated gateway and /simulated/confirm: on in development, off in
     # production unless asked for (it "pays" with test cards).
     simulated_gateway: bool = True
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = ""  # another Stripe-compatible server (an emulator in tests)
+    # The gateway for card payments: stripe when a Stripe key is set, else simulated.
+    card_gateway: str = "simulated"
 
     @property
     def production(self) -> bool:
@@ -56,6 +61,12 @@ class Settings:
             simulated_gateway=_flag(
                 get("SIMULATED_GATEWAY", "0" if production else "1"), "SIMULATED_GATEWAY"
             ),
+            stripe_secret_key=get("STRIPE_SECRET_KEY", ""),
+            stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET", ""),
+            stripe_api_base=get("STRIPE_API_BASE", ""),
+            card_gateway=get(
+                "CARD_GATEWAY", "stripe" if get("STRIPE_SECRET_KEY", "") else "simulated"
+            ),
         )
         settings.check()
         return settings
@@ -72,6 +83,19 @@ class Settings:
             raise SettingsError(
                 "PAYQL_JWT_SECRET must be set to a random secret of at least 32 characters "
                 "in production"
+            )
+        if self.card_gateway == "stripe" and not self.stripe_secret_key:
+            raise SettingsError("the stripe card gateway needs PAYQL_STRIPE_SECRET_KEY")
+        if self.card_gateway == "simulated" and not self.simulated_gateway:
+            raise SettingsError(
+                "no card gateway: set PAYQL_STRIPE_SECRET_KEY (or PAYQL_SIMULATED_GATEWAY=1)"
+            )
+        if self.card_gateway not in ("stripe", "simulated"):
+            raise SettingsError("PAYQL_CARD_GATEWAY must be stripe or simulated")
+        if self.production and self.stripe_secret_key and not self.stripe_webhook_secret:
+            raise SettingsError(
+                "PAYQL_STRIPE_WEBHOOK_SECRET is required in production: without it no Stripe "
+                "webhook can be verified"
             )
         if (
             self.production

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from strawberry.dataloader import DataLoader
 
-from models.tables import Order, OrderLine, Payment, PaymentEvent, Refund
+from models.tables import Dispute, Order, OrderLine, Payment, PaymentEvent, Refund
 
 
 async def _orders_by_id(ids: Sequence[str]) -> list[Order | None]:
@@ -44,6 +44,13 @@ async def _events_by_payment_id(ids: Sequence[str]) -> list[list[PaymentEvent]]:
     return [grouped[i] for i in ids]
 
 
+async def _disputes_by_payment_id(ids: Sequence[str]) -> list[list[Dispute]]:
+    grouped: dict[str, list[Dispute]] = defaultdict(list)
+    for dispute in await Dispute.filter(payment_id__in=list(ids)).order_by("created_at"):
+        grouped[dispute.payment_id].append(dispute)
+    return [grouped[i] for i in ids]
+
+
 @dataclass
 class Loaders:
     order_by_id: DataLoader[str, Order | None] = field(
@@ -60,4 +67,7 @@ class Loaders:
     )
     events_by_payment_id: DataLoader[str, list[PaymentEvent]] = field(
         default_factory=lambda: DataLoader(load_fn=_events_by_payment_id)
+    )
+    disputes_by_payment_id: DataLoader[str, list[Dispute]] = field(
+        default_factory=lambda: DataLoader(load_fn=_disputes_by_payment_id)
     )

@@ -313,6 +313,22 @@ class Payment:
         rows = await info.context.loaders.refunds_by_payment_id.load(self.row.id)
         return [Refund.of(r) for r in rows]
 
+    @strawberry.field(description="Chargebacks the gateway reported, oldest first.")
+    async def disputes(self, info: Info[Context, None]) -> list[Dispute]:
+        rows = await info.context.loaders.disputes_by_payment_id.load(self.row.id)
+        return [
+            Dispute(
+                id=strawberry.ID(d.id),
+                amount=money.to_major(d.amount, d.currency),
+                currency=d.currency,
+                status=d.status,
+                reason=d.reason,
+                created_at=d.created_at,
+                updated_at=d.updated_at,
+            )
+            for d in rows
+        ]
+
     @strawberry.field(description="The audit trail, oldest first.")
     async def events(self, info: Info[Context, None]) -> list[PaymentEvent]:
         rows = await info.context.loaders.events_by_payment_id.load(self.row.id)
@@ -333,6 +349,19 @@ class Payment:
     @strawberry.field
     def updated_at(self) -> datetime:
         return self.row.updated_at
+
+
+@strawberry.type(description="A chargeback, as the gateway last reported it.")
+class Dispute:
+    id: strawberry.ID
+    amount: Decimal
+    currency: str
+    status: str = strawberry.field(
+        description="The gateway's: needs_response, under_review, won, lost, …"
+    )
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
 @strawberry.type

@@ -45,9 +45,38 @@ def test_production_refuses_to_start_without_a_real_jwt_secret(secret: str | Non
         Settings.from_env(env)
 
 
-def test_production_starts_with_a_real_secret() -> None:
-    settings = Settings.from_env({"PAYQL_ENV": "production", "PAYQL_JWT_SECRET": "s" * 40})
+PRODUCTION = {
+    "PAYQL_ENV": "production",
+    "PAYQL_JWT_SECRET": "s" * 40,
+    "PAYQL_STRIPE_SECRET_KEY": "sk_live_x",
+    "PAYQL_STRIPE_WEBHOOK_SECRET": "whsec_x",
+}
+
+
+def test_production_starts_with_real_secrets_and_a_real_card_gateway() -> None:
+    settings = Settings.from_env(PRODUCTION)
     assert settings.production
+    assert settings.card_gateway == "stripe"
+
+
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [
+        ("PAYQL_STRIPE_WEBHOOK_SECRET", "PAYQL_STRIPE_WEBHOOK_SECRET"),
+        ("PAYQL_STRIPE_SECRET_KEY", "PAYQL_STRIPE_SECRET_KEY"),
+    ],
+)
+def test_production_refuses_a_card_gateway_it_cannot_trust(missing: str, named: str) -> None:
+    env = {k: v for k, v in PRODUCTION.items() if k != missing}
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env(env)
+
+
+def test_a_stripe_key_makes_stripe_the_card_gateway() -> None:
+    assert Settings.from_env({"PAYQL_STRIPE_SECRET_KEY": "sk_test_x"}).card_gateway == "stripe"
+    assert Settings.from_env({}).card_gateway == "simulated"
+    chosen = {"PAYQL_STRIPE_SECRET_KEY": "sk_test_x", "PAYQL_CARD_GATEWAY": "simulated"}
+    assert Settings.from_env(chosen).card_gateway == "simulated"
 
 
 @pytest.mark.parametrize(
@@ -83,7 +112,7 @@ def test_the_cli_reports_bad_settings_instead_of_a_traceback(
 
 
 def test_the_simulated_gateway_is_off_in_production_unless_asked_for() -> None:
-    real = {"PAYQL_ENV": "production", "PAYQL_JWT_SECRET": "s" * 40}
+    real = PRODUCTION
     assert not Settings.from_env(real).simulated_gateway
     assert Settings.from_env({}).simulated_gateway
     # asked for in production, it needs a webhook secret of its own
@@ -101,7 +130,7 @@ def test_the_simulated_gateway_is_off_in_production_unless_asked_for() -> None:
 
 async def test_production_serves_no_test_card_gateway() -> None:
     # given the app as production assembles it (no lifespan needed for routing)
-    app = create_app(Settings.from_env({"PAYQL_ENV": "production", "PAYQL_JWT_SECRET": "s" * 40}))
+    app = create_app(Settings.from_env(PRODUCTION))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://payql") as client:
         # then there is no confirm page, no simulated webhook, and no GraphiQL
