@@ -97,9 +97,10 @@ class StripeGateway:
             )
         except stripe.StripeError as exc:
             raise self._translate(exc) from None
-        state = await self._state(intent.to_dict())
-        if state.status is GatewayStatus.SUCCEEDED and not state.amount_captured:
-            state = replace(state, amount_captured=amount)
+        data = intent.to_dict()
+        state = await self._state(data)
+        if state.status is GatewayStatus.SUCCEEDED and data.get("amount_received") is None:
+            state = replace(state, amount_captured=amount)  # an emulator without the field
         return state
 
     async def cancel(self, transaction_id: str, idempotency_key: str) -> ChargeState:
@@ -147,11 +148,11 @@ class StripeGateway:
         PaymentIntent made seconds ago), which is exactly when this is needed."""
         since = int(time.time()) - FIND_WINDOW_SECONDS
         try:
-            page = await self.client.v1.payment_intents.list_async(
-                params={"created": {"gte": since}, "limit": 100}
-            )
-            async for intent in page.auto_paging_iter():
+            page = await self.client.v1.payment_intents.list_async(params={"limit": 100})
+            async for intent in page.auto_paging_iter():  # newest first
                 data = intent.to_dict()
+                if int(data.get("created") or 0) < since:
+                    break
                 if (data.get("metadata") or {}).get("payql_payment_id") == reference:
                     return await self._state(data)
         except stripe.StripeError as exc:

@@ -7,12 +7,29 @@ PAYQL_TEST_DATABASE_URL is not set.
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from support import POSTGRES_URL, Client, LiveServer, base_settings, database, running_server
+from support import (
+    POSTGRES_URL,
+    STRIPE_KEY,
+    STRIPE_WEBHOOK_SECRET,
+    Client,
+    LiveServer,
+    Localstripe,
+    base_settings,
+    database,
+    running_server,
+)
+
+from models.commands import utcnow
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -26,11 +43,37 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def localstripe() -> Iterator[Localstripe | None]:
+    """A Stripe emulator for the Stripe gateway's tests (None: not installed)."""
+    executable = shutil.which("localstripe") or str(Path(sys.executable).with_name("localstripe"))
+    if not Path(executable).exists():
+        yield None
+        return
+    emulator = Localstripe(executable).start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def server(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, localstripe: Localstripe | None
+) -> Iterator[LiveServer]:
+    settings = base_settings("")
+    if localstripe is not None:  # Stripe too, for tests that ask for gateway: "stripe"
+        settings = replace(
+            settings,
+            stripe_secret_key=STRIPE_KEY,
+            stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+            stripe_api_base=localstripe.url,
+        )
     with (
         database(backend, tmp_path_factory.mktemp(backend)) as url,
-        running_server(base_settings(url)) as live,
+        running_server(replace(settings, database_url=url)) as live,
     ):
+        if localstripe is not None:
+            localstripe.send_webhooks_to(f"{live.url}/webhooks/stripe")
         yield live
 
 
@@ -163,3 +206,14 @@ async def awaiting_confirmation(alice: Client, pending_order: dict[str, Any]) ->
     payload = await pay(alice, pending_order["id"])
     assert payload["payment"]["status"] == "PENDING"
     return {**payload["payment"], "clientSecret": payload["clientSecret"]}
+
+
+@pytest.fixture
+def later(server: LiveServer) -> Any:
+    """Moves the service's clock past the time any gateway call can take."""
+
+    def travel() -> None:
+        server.service.clock = lambda: utcnow() + server.service.charge_timeout + timedelta(1)
+
+    yield travel
+    server.service.clock = utcnow

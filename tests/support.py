@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -305,3 +306,53 @@ def stripe_intent(payment: dict[str, Any], status: str = "succeeded") -> dict[st
         "last_payment_error": None,
         "latest_charge": None,
     }
+
+
+STRIPE_KEY = "sk_test_payql"
+STRIPE_WEBHOOK_SECRET = "whsec_payql_tests"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Localstripe:
+    """The localstripe emulator (PyPI), in a process of its own, stoppable mid-test."""
+
+    def __init__(self, executable: str) -> None:
+        self.executable = executable
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Localstripe:
+        self.process = subprocess.Popen(
+            [self.executable, "--port", str(self.port), "--from-scratch"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{self.url}/v1/customers", auth=(STRIPE_KEY, ""), timeout=1)
+                return self
+            except httpx.HTTPError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("localstripe did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+            self.process = None
+
+    def send_webhooks_to(self, url: str) -> None:
+        response = httpx.post(
+            f"{self.url}/_config/webhooks/payql",
+            data={"url": url, "secret": STRIPE_WEBHOOK_SECRET},
+        )
+        response.raise_for_status()

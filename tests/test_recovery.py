@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
 from conftest import pay, refund
 from support import Client, LiveServer
 
 from gateways.base import ChargeState, GatewayStatus, GatewayUnavailable
-from models.commands import utcnow
 
 PAYMENT = """
 query ($id: ID!) {
@@ -30,17 +27,6 @@ CANCEL = """mutation ($id: ID!) { cancelPayment(id: $id) {
   payment { status } errors { code message } } }"""
 CAPTURE = """mutation ($id: ID!) { capturePayment(id: $id) {
   payment { status } errors { code message } } }"""
-
-
-@pytest.fixture
-def later(server: LiveServer) -> Any:
-    """Moves the service's clock past the time any gateway call can take."""
-
-    def travel() -> None:
-        server.service.clock = lambda: utcnow() + server.service.charge_timeout + timedelta(1)
-
-    yield travel
-    server.service.clock = utcnow
 
 
 async def test_a_payment_cannot_be_cancelled_while_its_charge_is_in_flight(
