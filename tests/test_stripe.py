@@ -8,6 +8,7 @@ signature helper.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from typing import Any
@@ -17,6 +18,9 @@ import pytest
 import stripe
 from conftest import pay, place_order, refund
 from support import STRIPE_KEY, STRIPE_WEBHOOK_SECRET, Client, LiveServer, Localstripe, Subscription
+
+from gateways.base import ChargeRequest, GatewayError, GatewayUnavailable
+from gateways.stripe import StripeGateway
 
 PAYMENT = """
 query ($id: ID!) {
@@ -328,3 +332,26 @@ async def test_stripe_down_mid_payment_loses_nothing_and_sync_recovers(
     assert synced["syncPayment"] == {"payment": {"status": "FAILED"}, "errors": []}
     retried = await stripe_pay(alice, pending_order["id"], token="pm_card_visa")
     assert retried["payment"]["status"] == "COMPLETED"
+
+
+async def test_a_refused_api_key_is_a_gateway_error_and_an_alert_without_the_key(
+    emulator: Localstripe, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given the Stripe gateway with a key Stripe refuses
+    gateway = StripeGateway("rk_wrong_secret_key", api_base=emulator.url)
+    request = ChargeRequest(
+        reference="pay_x",
+        amount=100,
+        currency="USD",
+        method="CREDIT_CARD",
+        token="pm_card_visa",
+        manual_capture=False,
+        idempotency_key="payql-pay_x",
+    )
+    # when it is asked to charge
+    with pytest.raises(GatewayError) as refused, caplog.at_level(logging.ERROR):
+        await gateway.charge(request)
+    # then it is a configuration error, not an outage, and the log alerts without the key
+    assert not isinstance(refused.value, GatewayUnavailable)
+    assert "ALERT" in caplog.text and "PAYQL_STRIPE_SECRET_KEY" in caplog.text
+    assert "rk_wrong_secret_key" not in caplog.text + str(refused.value)
