@@ -7,6 +7,7 @@ signature helper.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -355,3 +356,35 @@ async def test_a_refused_api_key_is_a_gateway_error_and_an_alert_without_the_key
     assert not isinstance(refused.value, GatewayUnavailable)
     assert "ALERT" in caplog.text and "PAYQL_STRIPE_SECRET_KEY" in caplog.text
     assert "rk_wrong_secret_key" not in caplog.text + str(refused.value)
+
+
+async def test_racing_refunds_through_stripe_never_exceed_the_capture(
+    admin: Client, alice: Client, emulator: Localstripe
+) -> None:
+    # given a USD 25.00 payment at Stripe, whose emulator accepts any over-refund
+    payment = await paid_with_stripe(alice, sku="TSHIRT-BLK-M")
+    # when 10 refunds of USD 5 race (only 5 fit)
+    results = await asyncio.gather(*(refund(admin, payment["id"], amount="5") for _ in range(10)))
+    # then exactly five reach Stripe and succeed; the books balance
+    assert sum(1 for r in results if r["refund"] and r["refund"]["status"] == "SUCCEEDED") == 5
+    data = (await admin(PAYMENT, id=payment["id"]))["payment"]
+    assert (data["status"], data["refundedAmount"]) == ("REFUNDED", "25.00")
+    assert len(data["refunds"]) == 5
+
+
+async def test_a_replayed_payment_makes_one_payment_intent_at_stripe(
+    alice: Client, emulator: Localstripe, pending_order: dict[str, Any]
+) -> None:
+    key = f"checkout-{secrets.token_hex(4)}"
+    first = await stripe_pay(alice, pending_order["id"], token="pm_card_visa", idempotencyKey=key)
+    again = await stripe_pay(alice, pending_order["id"], token="pm_card_visa", idempotencyKey=key)
+    assert again["payment"] == first["payment"]
+    # the emulator ignores idempotency keys: only ours kept this to one PaymentIntent
+    sdk = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": emulator.url})
+    intents = await sdk.v1.payment_intents.list_async(params={"limit": 100})
+    ours = [
+        i
+        for i in intents.data
+        if (i.to_dict().get("metadata") or {}).get("payql_payment_id") == first["payment"]["id"]
+    ]
+    assert len(ours) == 1
