@@ -356,3 +356,13 @@ class Localstripe:
             data={"url": url, "secret": STRIPE_WEBHOOK_SECRET},
         )
         response.raise_for_status()
+
+
+async def status_reaches(client: Client, payment_id: str, status: str) -> None:
+    """Wait until the payment has `status` (webhooks arrive a moment after their cause)."""
+    query = "query ($id: ID!) { paymentStatus(id: $id) }"
+    deadline = time.monotonic() + WAIT
+    while (await client(query, id=payment_id))["paymentStatus"] != status:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{payment_id} never became {status}")
+        await asyncio.sleep(0.02)

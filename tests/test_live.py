@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from conftest import pay, refund
 from support import (
     Client,
@@ -15,6 +16,7 @@ from support import (
     approve_quietly,
     confirm,
     post_webhook,
+    status_reaches,
     stripe_event,
     stripe_intent,
 )
@@ -87,12 +89,14 @@ async def test_without_a_valid_token_the_connection_is_closed_with_4403(
             raise AssertionError(f"expected the connection to close, got {message}")
 
 
-async def test_a_customer_cannot_subscribe_to_anothers_payment(
-    server: LiveServer, http: httpx.AsyncClient, completed_payment: dict[str, Any]
+@pytest.mark.parametrize("by", ["paymentId", "orderId"])
+async def test_a_customer_cannot_subscribe_to_anothers_payment_or_order(
+    server: LiveServer, http: httpx.AsyncClient, completed_payment: dict[str, Any], by: str
 ) -> None:
+    target = completed_payment["id"] if by == "paymentId" else completed_payment["orderId"]
     async with Subscription.connect(server, http, server.token("cus_bob")) as sub:
         await sub.ack()
-        await sub.subscribe(STATUS_CHANGED, paymentId=completed_payment["id"])
+        await sub.subscribe(STATUS_CHANGED, **{by: target})
         assert await sub.refusal() == "NOT_FOUND"
 
 
@@ -171,7 +175,7 @@ async def test_resuming_with_after_misses_nothing_and_repeats_nothing(
         assert last["status"] == "PENDING"
     # when changes happen while the dashboard is disconnected
     await confirm(http, server, {"clientSecret": secret, "paymentMethod": "pm_card_visa"})
-    await wait_for_status(alice, payment_id, "COMPLETED")
+    await status_reaches(alice, payment_id, "COMPLETED")
     async with Subscription.connect(server, http, server.token("admin", role="admin")) as sub:
         await sub.ack()
         # and it resumes from its last cursor while more changes are being made
@@ -217,24 +221,6 @@ async def test_two_hundred_subscribers_all_receive_one_change(
         # then every one of the 200 subscribers receives it
         statuses = await asyncio.wait_for(asyncio.gather(*watchers), 60)
     assert statuses == ["PARTIALLY_REFUNDED"] * 200
-
-
-async def wait_for_status(client: Client, payment_id: str, status: str) -> None:
-    for _ in range(500):
-        data = await client("query ($id: ID!) { paymentStatus(id: $id) }", id=payment_id)
-        if data["paymentStatus"] == status:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{payment_id} never became {status}")
-
-
-async def test_a_customer_cannot_subscribe_to_anothers_order(
-    server: LiveServer, http: httpx.AsyncClient, pending_order: dict[str, Any]
-) -> None:
-    async with Subscription.connect(server, http, server.token("cus_bob")) as sub:
-        await sub.ack()
-        await sub.subscribe(STATUS_CHANGED, orderId=pending_order["id"])
-        assert await sub.refusal() == "NOT_FOUND"
 
 
 async def test_a_late_or_repeated_broadcast_never_steps_a_subscriber_back(

@@ -8,7 +8,15 @@ from typing import Any
 
 import httpx
 import pytest
-from support import Client, LiveServer, confirm, post_webhook, stripe_event, stripe_intent
+from support import (
+    Client,
+    LiveServer,
+    confirm,
+    post_webhook,
+    status_reaches,
+    stripe_event,
+    stripe_intent,
+)
 
 PAYMENT = """
 query ($id: ID!) {
@@ -21,13 +29,10 @@ query ($id: ID!) {
 
 
 async def settled(client: Client, payment_id: str, status: str) -> dict[str, Any]:
-    """The payment once it has reached `status` (webhooks arrive a moment later)."""
-    deadline = time.monotonic() + 10
-    while True:
-        payment: dict[str, Any] = (await client(PAYMENT, id=payment_id))["payment"]
-        if payment["status"] == status or time.monotonic() > deadline:
-            return payment
-        await asyncio.sleep(0.02)
+    """The payment once it has reached `status`."""
+    await status_reaches(client, payment_id, status)
+    payment: dict[str, Any] = (await client(PAYMENT, id=payment_id))["payment"]
+    return payment
 
 
 # -- client-side confirmation ---------------------------------------------------------
