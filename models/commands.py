@@ -269,7 +269,17 @@ class _Tx:
             refund.status = RefundStatus.SUCCEEDED
             p.refunded += refund.amount
             self.event("refund.succeeded", refundId=refund.id, amount=refund.amount)
-            self.move(rules.status_after_refunds(p.captured, p.refunded), refundId=refund.id)
+            target = rules.status_after_refunds(p.captured, p.refunded)
+            if target is p.status or rules.can_transition(p.status, target):
+                self.move(target, refundId=refund.id)
+            else:  # money went back on a payment we never saw captured: keep it, say so
+                log.error("ALERT: refund %s on %s payment %s", refund.id, p.status.value, p.id)
+                self.event(
+                    "payment.transition_ignored",
+                    reported=target.value,
+                    current=p.status.value,
+                    refundId=refund.id,
+                )
         else:
             refund.status = RefundStatus.FAILED
             refund.failure_reason = _text(failure_reason, "reason", 500) or "failed"
@@ -770,7 +780,13 @@ class PaymentService:
                     await tx.record_dispute(event.dispute, event.type)
                 await WebhookEvent.create(using_db=tx.conn, outcome=outcome, **record)
 
-            await self._apply(payment.id, decide, EventSource.WEBHOOK)
+            try:
+                await self._apply(payment.id, decide, EventSource.WEBHOOK)
+            except DomainError as exc:
+                # It can never apply: kept as rejected, acknowledged, not retried forever.
+                log.error("ALERT: webhook %s %s rejected: %s", gateway, event.id, exc.message)
+                await WebhookEvent.create(outcome="rejected", **record)
+                return "rejected"
             return outcome
         except IntegrityError:
             return "duplicate"  # a concurrent copy of the same event won the race
@@ -1106,7 +1122,8 @@ async def _follow_payments(order_id: str, conn: Any) -> None:
     order.status = status
     fields = ["status", "version", "updated_at"]
     if status is OrderStatus.REFUNDED and not order.stock_restored:
-        for line in await OrderLine.filter(order_id=order_id).using_db(conn):
+        # In sku order, as createOrder reserves, so two restores never wait on each other.
+        for line in await OrderLine.filter(order_id=order_id).order_by("sku").using_db(conn):
             await (
                 Product.filter(sku=line.sku).using_db(conn).update(stock=F("stock") + line.quantity)
             )

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import paid
 from support import (
     Client,
     LiveServer,
@@ -296,3 +297,32 @@ async def test_events_without_a_payment_state_are_acknowledged_and_kept(
     first = await post_webhook(http, server, event)
     assert (first.status_code, first.json()["outcome"]) == (200, "ignored")
     assert (await post_webhook(http, server, event)).json()["outcome"] == "duplicate"
+
+
+async def test_a_refund_reported_for_a_payment_never_captured_is_kept_not_looped(
+    alice: Client, admin: Client, server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    # given a declined payment, for which the gateway nevertheless reports a refund
+    declined = await paid(alice, token="pm_card_chargeDeclined")
+    charge = {
+        "id": "ch_odd",
+        "object": "charge",
+        "payment_intent": declined["gatewayTransactionId"],
+        "refunds": {"data": [{"id": "re_odd", "amount": 100, "status": "succeeded"}]},
+    }
+    event = stripe_event("charge.refunded", charge)
+    # when it arrives
+    response = await post_webhook(http, server, event)
+    # then it is acknowledged (no retry loop), the refund is on record, and the
+    # payment stays FAILED with the mismatch in its trail
+    assert response.status_code == 200
+    assert (await post_webhook(http, server, event)).json()["outcome"] == "duplicate"
+    data = await admin(
+        """query ($id: ID!) {
+             payment(id: $id) { status refunds { amount status } events { type } } }""",
+        id=declined["id"],
+    )
+    payment = data["payment"]
+    assert payment["status"] == "FAILED"
+    assert payment["refunds"] == [{"amount": "1.00", "status": "SUCCEEDED"}]
+    assert payment["events"][-1]["type"] == "payment.transition_ignored"
