@@ -101,6 +101,8 @@ class GatewayEvent:
     payload: Mapping[str, Any] = field(default_factory=dict)
     refunds: tuple[RefundReport, ...] = ()  # refund events
     dispute: DisputeReport | None = None  # dispute events
+    # The event says something changed but carries no detail: ask the gateway.
+    refresh: bool = False
 
 
 class GatewayError(Exception):

@@ -39,6 +39,7 @@ from gateways.base import (
     GatewayError,
     GatewayEvent,
     GatewayStatus,
+    GatewayUnavailable,
     RefundOutcome,
     RefundReport,
     RefundState,
@@ -227,12 +228,24 @@ class SimulatedGateway:
         self.webhook_secret = webhook_secret
         self.calls: Counter[str] = Counter()  # operation -> count, for tests and benchmarks
         self._script: defaultdict[str, list[Outcome | Exception]] = defaultdict(list)
+        self._lose: set[str] = set()
         self._deliveries: set[asyncio.Task[None]] = set()
 
     def inject(self, operation: str, outcome: Outcome | Exception) -> None:
         """Script the next `operation` (charge, capture, cancel, refund, retrieve, find):
         answer with `outcome`, or raise it, instead of behaving normally."""
         self._script[operation].append(outcome)
+
+    def lose_next_answer(self, operation: str) -> None:
+        """Do the next `operation` (charge or refund) for real, then lose its answer: the
+        caller sees a timeout although the money moved."""
+        self._lose.add(operation)
+
+    def _answer(self, operation: str, outcome: Outcome) -> Outcome:
+        if operation in self._lose:
+            self._lose.discard(operation)
+            raise GatewayUnavailable(f"the {operation} was made, but its answer was lost")
+        return outcome
 
     def _scripted(self, operation: str) -> Outcome | None:
         if not self._script[operation]:
@@ -287,6 +300,7 @@ class SimulatedGateway:
             await SimulatedReply.create(
                 using_db=conn, key=request.idempotency_key, data=_reply_row(state)
             )
+        self._answer("charge", state)
         return state
 
     def _confirm(self, intent: _Intent, test_card: TestCard) -> None:
@@ -374,6 +388,7 @@ class SimulatedGateway:
                 }
             )
         await self._remember(idempotency_key, refund)
+        self._answer("refund", refund)
         return refund
 
     async def retrieve(self, transaction_id: str) -> ChargeState | None:

@@ -30,7 +30,7 @@ from gateways.base import (
     RefundState,
 )
 from gateways.signing import InvalidSignature
-from gateways.stripe_shapes import charge_state, gateway_event, refund_outcome
+from gateways.stripe_shapes import charge_state, gateway_event, refund_outcome, refund_report
 
 log = logging.getLogger("payql.gateways.stripe")
 
@@ -139,7 +139,18 @@ class StripeGateway:
             )
         except stripe.StripeError as exc:
             raise self._translate(exc) from None
-        return await self._state(intent.to_dict())
+        return await self._with_refunds(await self._state(intent.to_dict()))
+
+    async def _with_refunds(self, state: ChargeState) -> ChargeState:
+        """The PaymentIntent's refunds, listed: Stripe's charges no longer embed them."""
+        try:
+            page = await self.client.v1.refunds.list_async(
+                params={"payment_intent": state.transaction_id, "limit": 100}
+            )
+            refunds = [refund_report(r.to_dict()) async for r in page.auto_paging_iter()]
+        except stripe.StripeError as exc:
+            raise self._translate(exc) from None
+        return replace(state, refunds=tuple(refunds))
 
     async def find(self, reference: str) -> ChargeState | None:
         """Our payment's PaymentIntent, among those created in the last day.
@@ -154,7 +165,7 @@ class StripeGateway:
                 if int(data.get("created") or 0) < since:
                     break
                 if (data.get("metadata") or {}).get("payql_payment_id") == reference:
-                    return await self._state(data)
+                    return await self._with_refunds(await self._state(data))
         except stripe.StripeError as exc:
             raise self._translate(exc) from None
         return None
@@ -220,8 +231,14 @@ class StripeGateway:
                 type(exc).__name__,
             )
             return GatewayError("the Stripe account refused the request (configuration)")
-        if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
+        if isinstance(
+            exc,
+            stripe.APIConnectionError | stripe.RateLimitError | stripe.APIError,
+        ):
             return GatewayUnavailable(f"Stripe did not answer: {type(exc).__name__}")
+        if isinstance(exc, stripe.IdempotencyError):
+            # The same key while its first request is still running: its outcome is unknown.
+            return GatewayUnavailable("Stripe is still working on this request")
         if exc.http_status is not None and exc.http_status >= 500:
             return GatewayUnavailable(f"Stripe failed ({exc.http_status})")
         return GatewayError(str(exc.user_message or exc))

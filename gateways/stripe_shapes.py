@@ -139,6 +139,7 @@ def gateway_event(event: Mapping[str, Any]) -> GatewayEvent:
     reference = None
     refunds: tuple[RefundReport, ...] = ()
     dispute = None
+    refresh = False
     kind = obj.get("object")
     if kind == "payment_intent":
         transaction_id = str(obj.get("id"))
@@ -148,7 +149,8 @@ def gateway_event(event: Mapping[str, Any]) -> GatewayEvent:
             charge = charge_state(obj, status)
     elif kind == "charge" and event_type == "charge.refunded":
         transaction_id = _id(obj.get("payment_intent"))
-        refunds = _charge_refunds(obj)
+        refunds = _charge_refunds(obj)  # Stripe's charges no longer list their refunds:
+        refresh = not refunds  # then ask for them
     elif kind == "refund":
         transaction_id = _id(obj.get("payment_intent"))
         refunds = (refund_report(obj),)
@@ -170,6 +172,7 @@ def gateway_event(event: Mapping[str, Any]) -> GatewayEvent:
         payload=dict(event),
         refunds=refunds,
         dispute=dispute,
+        refresh=refresh,
     )
 
 

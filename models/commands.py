@@ -169,6 +169,13 @@ class NoPublisher:
 # -- phase 3: applying a change ------------------------------------------------------
 
 
+class Busy(DomainError):
+    """The payment kept changing under us: nothing was done; the same request may retry."""
+
+    def __init__(self) -> None:
+        super().__init__(ErrorCode.INVALID_STATE, "the payment is changing too fast: try again")
+
+
 class PaymentUnknown(Exception):
     """A webhook about a payment this service has not recorded (yet)."""
 
@@ -246,6 +253,9 @@ class _Tx:
         if status is PaymentStatus.COMPLETED and verdict is Reported.MOVE:
             p.captured = state.amount_captured or p.amount
         self.move(status, gatewayStatus=state.status.value, **data)
+        if status is PaymentStatus.COMPLETED and verdict is Reported.MOVE and p.refunded:
+            # A refund was reported before the charge itself (events out of order).
+            self.move(rules.status_after_refunds(p.captured, p.refunded), **data)
         return verdict
 
     async def settle_refund(
@@ -314,6 +324,26 @@ class _Tx:
                 self.event(
                     "refund.created", refundId=refund.id, amount=refund.amount, origin="gateway"
                 )
+            elif refund.status is RefundStatus.FAILED and report.status is RefundOutcome.SUCCEEDED:
+                # We took it for failed (an ambiguous answer); the gateway made it.
+                log.error(
+                    "ALERT: refund %s of %s recorded failed was made at the gateway",
+                    refund.id,
+                    p.id,
+                )
+                refund.status = RefundStatus.SUCCEEDED
+                refund.gateway_refund_id = report.refund_id
+                refund.failure_reason = None
+                await refund.save(
+                    using_db=self.conn,
+                    update_fields=["status", "gateway_refund_id", "failure_reason"],
+                )
+                p.refunded += refund.amount
+                self.event("refund.corrected", refundId=refund.id, amount=refund.amount)
+                target = rules.status_after_refunds(p.captured, p.refunded)
+                if target is p.status or rules.can_transition(p.status, target):
+                    self.move(target, refundId=refund.id)
+                continue
             elif refund.status is RefundStatus.SUCCEEDED and report.status is RefundOutcome.FAILED:
                 log.error(
                     "ALERT: refund %s of %s failed at the gateway after succeeding", refund.id, p.id
@@ -639,7 +669,7 @@ class PaymentService:
             payment,
             EventSource.ADMIN,
             intent=("payment.capture_requested", {"amount": to_capture}),
-            call=lambda gw, txn: gw.capture(txn, to_capture, f"payql-{payment.id}-capture"),
+            call=lambda gw, txn, key: gw.capture(txn, to_capture, key),
         )
 
     async def cancel_payment(self, actor: Actor, payment_id: str) -> Outcome:
@@ -657,7 +687,7 @@ class PaymentService:
             payment,
             source,
             intent=("payment.cancel_requested", {}),
-            call=lambda gw, txn: gw.cancel(txn, f"payql-{payment.id}-cancel"),
+            call=lambda gw, txn, key: gw.cancel(txn, key),
         )
 
     async def mark_payment_received(self, actor: Actor, payment_id: str) -> Outcome:
@@ -668,7 +698,7 @@ class PaymentService:
             payment,
             EventSource.ADMIN,
             intent=("payment.received", {"by": actor.customer_id}),
-            call=lambda gw, txn: gw.capture(txn, payment.amount, f"payql-{payment.id}-received"),
+            call=lambda gw, txn, key: gw.capture(txn, payment.amount, key),
         )
 
     async def sync_payment(self, actor: Actor, payment_id: str) -> Outcome:
@@ -714,7 +744,10 @@ class PaymentService:
         """Refunds left PENDING without a gateway answer are asked again with their own
         idempotency key: the gateway answers with the first refund, or makes it now."""
         lost = await Refund.filter(
-            payment_id=payment.id, status=RefundStatus.PENDING, gateway_refund_id=None
+            payment_id=payment.id,
+            status=RefundStatus.PENDING,
+            gateway_refund_id=None,
+            created_at__lt=self.clock() - self.charge_timeout,  # not one still in flight
         ).order_by("created_at")
         for refund in lost:
             assert payment.gateway_transaction_id is not None
@@ -758,13 +791,19 @@ class PaymentService:
             "payload": dict(event.payload),
         }
         charge = event.charge
+        refunds = event.refunds
         try:
-            if charge is None and not event.refunds and event.dispute is None:
-                # Nothing in it for a payment: kept and acknowledged.
+            news = charge is not None or refunds or event.dispute is not None or event.refresh
+            if not news or (payment is None and event.reference is None):
+                # Nothing in it for a payment, or about an object that is not ours
+                # (another integration on the same account): kept and acknowledged.
                 await WebhookEvent.create(outcome="ignored", **record)
                 return "ignored"
             if payment is None:
                 raise PaymentUnknown(f"no payment for {event.type} {event.id}")
+            if event.refresh and payment.gateway_transaction_id:
+                fresh = await self._gateway_of(payment).retrieve(payment.gateway_transaction_id)
+                refunds = fresh.refunds if fresh is not None else ()
             outcome = "applied"
 
             async def decide(tx: _Tx) -> None:
@@ -775,13 +814,15 @@ class PaymentService:
                         outcome = "ignored"
                     elif verdict is Reported.SAME:  # news of nothing new: noted in the trail
                         tx.event("webhook.applied", eventId=event.id, eventType=event.type)
-                await tx.reconcile_refunds(event.refunds)
+                await tx.reconcile_refunds(refunds)
                 if event.dispute is not None:
                     await tx.record_dispute(event.dispute, event.type)
                 await WebhookEvent.create(using_db=tx.conn, outcome=outcome, **record)
 
             try:
                 await self._apply(payment.id, decide, EventSource.WEBHOOK)
+            except Busy:
+                raise  # retryable: the route answers 503
             except DomainError as exc:
                 # It can never apply: kept as rejected, acknowledged, not retried forever.
                 log.error("ALERT: webhook %s %s rejected: %s", gateway, event.id, exc.message)
@@ -796,14 +837,18 @@ class PaymentService:
         payment: Payment,
         source: EventSource,
         intent: tuple[str, dict[str, Any]],
-        call: Callable[[Gateway, str], Awaitable[ChargeState]],
+        call: Callable[[Gateway, str, str], Awaitable[ChargeState]],
     ) -> Outcome:
+        """Record the intent, call the gateway, apply its answer. The idempotency key is
+        per attempt (the noted version): a retry of this call is the same request, and a
+        later attempt (another amount, after a refusal) is a new one."""
         gateway = self._gateway_of(payment)
         event_type, data = intent
-        await self._apply(payment.id, _note(event_type, **data), source)
+        noted = await self._apply(payment.id, _note(event_type, **data), source)
         assert payment.gateway_transaction_id is not None
+        key = f"payql-{payment.id}-{event_type.rsplit('.', 1)[-1]}-{noted.version}"
         try:
-            state = await call(gateway, payment.gateway_transaction_id)
+            state = await call(gateway, payment.gateway_transaction_id, key)
         except GatewayUnavailable as exc:
             return Outcome(payment=await Payment.get(id=payment.id), error=_unavailable(exc))
         except GatewayError as exc:
@@ -991,7 +1036,7 @@ class PaymentService:
                 continue
             await self._publish(changes)
             return payment
-        raise invalid_state("the payment is changing too fast: try again")
+        raise Busy()
 
     async def _publish(self, changes: list[StatusChange]) -> None:
         for change in changes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEV_JWT_SECRET = "payql-development-secret-change-me"
@@ -19,17 +19,17 @@ class SettingsError(ValueError):
 class Settings:
     database_url: str = f"sqlite://{Path('payql.sqlite3').resolve()}"
     broadcast_url: str = "memory://"
-    jwt_secret: str = DEV_JWT_SECRET
+    jwt_secret: str = field(default=DEV_JWT_SECRET, repr=False)
     env: str = "development"
-    simulated_webhook_secret: str = DEV_WEBHOOK_SECRET
+    simulated_webhook_secret: str = field(default=DEV_WEBHOOK_SECRET, repr=False)
     simulated_latency_ms: int = 0
     refund_window_days: int = 180
     seed_catalog: bool = True
     # The simulated gateway and /simulated/confirm: on in development, off in
     # production unless asked for (it "pays" with test cards).
     simulated_gateway: bool = True
-    stripe_secret_key: str = ""
-    stripe_webhook_secret: str = ""
+    stripe_secret_key: str = field(default="", repr=False)
+    stripe_webhook_secret: str = field(default="", repr=False)
     stripe_api_base: str = ""  # another Stripe-compatible server (an emulator in tests)
     # The gateway for card payments: stripe when a Stripe key is set, else simulated.
     card_gateway: str = "simulated"

@@ -14,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from tortoise.exceptions import BaseORMException
 
+from gateways.base import GatewayError
 from gateways.signing import InvalidSignature
 from gateways.stripe_shapes import MalformedEvent
-from models.commands import PaymentService, PaymentUnknown
+from models.commands import Busy, PaymentService, PaymentUnknown
 
 log = logging.getLogger("payql.webhooks")
 
@@ -43,7 +44,7 @@ def webhook_endpoint(service: PaymentService) -> Callable[[Request], Awaitable[R
             outcome = await service.apply_webhook(name, event)
         except PaymentUnknown as exc:
             return JSONResponse({"error": f"{exc}; retry later"}, status_code=503)
-        except (BaseORMException, OSError) as exc:
+        except (Busy, GatewayError, BaseORMException, OSError) as exc:
             log.exception("could not apply %s webhook %s", name, event.id)
             return JSONResponse(
                 {"error": f"could not apply the event now ({type(exc).__name__}); retry later"},

@@ -86,26 +86,32 @@ async def test_a_charge_whose_answer_was_lost_is_found_by_sync(
     alice: Client, server: LiveServer, pending_order: dict[str, Any]
 ) -> None:
     # given the gateway charged the card but its answer never came back
-    server.simulated.inject("charge", GatewayUnavailable("connection reset"))
-    payment = (await pay(alice, pending_order["id"], token="pm_card_visa"))["payment"]
-    server.simulated.inject(
-        "find", ChargeState("pi_sim_found", GatewayStatus.SUCCEEDED, amount_captured=5098)
-    )
+    server.simulated.lose_next_answer("charge")
+    payload = await pay(alice, pending_order["id"], token="pm_card_visa")
+    payment = payload["payment"]
+    assert [e["code"] for e in payload["errors"]] == ["GATEWAY_UNAVAILABLE"]
+    assert (payment["status"], payment["gatewayTransactionId"]) == ("PENDING", None)
     # when the payment is synced
     synced = (await alice(SYNC, id=payment["id"]))["syncPayment"]
-    # then the charge is found by our reference and applied
+    # then the charge is found at the gateway by our reference and applied, once
     assert synced["payment"]["status"] == "COMPLETED"
     after = (await alice(PAYMENT, id=payment["id"]))["payment"]
-    assert after["gatewayTransactionId"] == "pi_sim_found"
+    assert after["gatewayTransactionId"].startswith("pi_sim_")
     assert after["capturedAmount"] == "50.98"
     assert after["order"]["status"] == "PAID"
+    assert server.simulated.calls[f"charge:{payment['id']}"] == 1
 
 
-async def test_a_refund_lost_in_an_outage_is_settled_by_sync(
+async def gateway_refunds(server: LiveServer, payment: dict[str, Any]) -> int:
+    state = await server.on_server_loop(server.simulated.retrieve(payment["gatewayTransactionId"]))
+    return len(state.refunds)
+
+
+async def test_a_refund_made_but_whose_answer_was_lost_is_settled_by_sync(
     admin: Client, server: LiveServer, completed_payment: dict[str, Any]
 ) -> None:
-    # given the gateway times out on a USD 20 refund
-    server.simulated.inject("refund", GatewayUnavailable("read timeout"))
+    # given the gateway made a USD 20 refund but its answer never came back
+    server.simulated.lose_next_answer("refund")
     lost = await refund(admin, completed_payment["id"], amount="20", idempotencyKey="lost-1")
     assert [e["code"] for e in lost["errors"]] == ["GATEWAY_UNAVAILABLE"]
     assert lost["refund"]["status"] == "PENDING"
@@ -118,7 +124,7 @@ async def test_a_refund_lost_in_an_outage_is_settled_by_sync(
     assert replay["refund"]["id"] == lost["refund"]["id"]
     # when the payment is synced
     synced = (await admin(SYNC, id=completed_payment["id"]))["syncPayment"]
-    # then the refund is asked again with its own key, and settles
+    # then the gateway's list of refunds settles it, and nothing was refunded twice
     assert synced["errors"] == []
     after = (await admin(PAYMENT, id=completed_payment["id"]))["payment"]
     assert [(r["amount"], r["status"]) for r in after["refunds"]] == [("20.00", "SUCCEEDED")]
@@ -127,6 +133,29 @@ async def test_a_refund_lost_in_an_outage_is_settled_by_sync(
         "20.00",
         "44.99",
     )
+    assert await gateway_refunds(server, completed_payment) == 1
+
+
+async def test_a_refund_that_never_reached_the_gateway_is_asked_again_once_safe(
+    admin: Client, server: LiveServer, completed_payment: dict[str, Any], later: Any
+) -> None:
+    # given a refund whose request never reached the gateway
+    server.simulated.inject("refund", GatewayUnavailable("connection refused"))
+    lost = await refund(admin, completed_payment["id"], amount="20")
+    assert lost["refund"]["status"] == "PENDING"
+    # when the payment is synced at once, the request might still be on its way
+    await admin(SYNC, id=completed_payment["id"])
+    after = (await admin(PAYMENT, id=completed_payment["id"]))["payment"]
+    assert [r["status"] for r in after["refunds"]] == ["PENDING"]
+    assert await gateway_refunds(server, completed_payment) == 0
+    # when it is synced once no call can still be running
+    later()
+    await admin(SYNC, id=completed_payment["id"])
+    # then it is asked again, with its own key, and made once
+    after = (await admin(PAYMENT, id=completed_payment["id"]))["payment"]
+    assert [r["status"] for r in after["refunds"]] == ["SUCCEEDED"]
+    assert after["refundedAmount"] == "20.00"
+    assert await gateway_refunds(server, completed_payment) == 1
 
 
 async def test_a_capture_answer_the_table_refuses_is_reported(

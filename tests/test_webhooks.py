@@ -272,22 +272,31 @@ async def test_a_late_event_never_moves_a_payment_backwards(
     }
 
 
-async def test_a_webhook_about_an_unknown_payment_gets_503_so_the_gateway_retries(
+async def test_a_webhook_about_a_payment_not_recorded_yet_gets_503_so_the_gateway_retries(
     server: LiveServer, http: httpx.AsyncClient, awaiting_3ds: dict[str, Any]
 ) -> None:
-    # given an event about a payment this service has not recorded
+    # given an event naming one of our payments that this service has not recorded
     intent = {
-        **stripe_intent(awaiting_3ds, "requires_action"),
+        **stripe_intent(awaiting_3ds),
         "id": "pi_sim_unknown",
-        "metadata": {},
+        "metadata": {"payql_payment_id": "pay_notrecordedyet"},
     }
-    event = stripe_event("payment_intent.succeeded", intent, status="succeeded")
+    event = stripe_event("payment_intent.succeeded", intent)
     # when it is posted
     response = await post_webhook(http, server, event)
     # then the gateway is told to retry later, and nothing was kept of it
     assert response.status_code == 503
     again = await post_webhook(http, server, event)
     assert again.status_code == 503
+
+
+async def test_a_webhook_about_someone_elses_object_is_acknowledged_and_ignored(
+    server: LiveServer, http: httpx.AsyncClient, awaiting_3ds: dict[str, Any]
+) -> None:
+    # an account's other integrations (Checkout, invoices) send events too
+    intent = {**stripe_intent(awaiting_3ds), "id": "pi_from_elsewhere", "metadata": {}}
+    response = await post_webhook(http, server, stripe_event("payment_intent.succeeded", intent))
+    assert (response.status_code, response.json()["outcome"]) == (200, "ignored")
 
 
 async def test_events_without_a_payment_state_are_acknowledged_and_kept(
@@ -326,3 +335,33 @@ async def test_a_refund_reported_for_a_payment_never_captured_is_kept_not_looped
     assert payment["status"] == "FAILED"
     assert payment["refunds"] == [{"amount": "1.00", "status": "SUCCEEDED"}]
     assert payment["events"][-1]["type"] == "payment.transition_ignored"
+
+
+async def test_a_refund_reported_before_the_charge_succeeded_ends_refunded(
+    alice: Client,
+    admin: Client,
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    awaiting_3ds: dict[str, Any],
+) -> None:
+    intent = stripe_intent(awaiting_3ds)
+    charge = {
+        "id": "ch_x",
+        "object": "charge",
+        "payment_intent": intent["id"],
+        "refunds": {"data": [{"id": "re_early", "amount": 5098, "status": "succeeded"}]},
+    }
+    # when the refund's event overtakes the charge's
+    assert (await post_webhook(http, server, stripe_event("charge.refunded", charge))).is_success
+    succeeded = stripe_event("payment_intent.succeeded", intent)
+    assert (await post_webhook(http, server, succeeded)).json()["outcome"] == "applied"
+    # then the payment ends where both put it: refunded, and its order too
+    data = await admin(
+        "query ($id: ID!) { payment(id: $id) { status refundedAmount order { status } } }",
+        id=awaiting_3ds["id"],
+    )
+    assert data["payment"] == {
+        "status": "REFUNDED",
+        "refundedAmount": "50.98",
+        "order": {"status": "REFUNDED"},
+    }
