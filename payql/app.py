@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from broadcaster import Broadcast
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,6 +26,7 @@ from models.catalog import seed_catalog
 from models.commands import PaymentService, ensure_counters
 from payql.settings import Settings
 from resolvers.auth import AuthError, actor_from_header
+from resolvers.broadcast import make_broadcast
 from resolvers.context import Context
 from resolvers.live import Hub
 from resolvers.simulated import confirm_endpoint
@@ -94,7 +94,7 @@ async def healthz(request: Request) -> Response:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
-    broadcast = Broadcast(settings.broadcast_url)
+    broadcast = make_broadcast(settings.broadcast_url)
     hub = Hub(broadcast)
     gateways: dict[str, Gateway] = {"manual": create_gateway("manual")}
     simulated = None
@@ -129,15 +129,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 created = await seed_catalog()
                 if created:
                     log.info("seeded the demo catalog with %d products", created)
-            await broadcast.connect()
-            await hub.start()
+            await hub.start()  # connects the broadcast, and reconnects it when lost
             try:
                 yield
             finally:
                 if simulated is not None:
                     await simulated.drain()
                 await hub.stop()
-                await broadcast.disconnect()
 
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST"]),

@@ -18,10 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.commands import StatusChange
+from resolvers.broadcast import CONNECTION_LOST
 
 log = logging.getLogger("payql.live")
 
 CHANNEL = "payql.payment-status"
+RECONNECT_FIRST = 0.2  # seconds; doubling up to
+RECONNECT_MAX = 5.0
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,15 @@ class SlowSubscriber(Exception):
     pass
 
 
+class Interrupted(Exception):
+    """The broadcast connection was lost: changes may have been missed meanwhile."""
+
+
 class Listener:
     def __init__(self, size: int) -> None:
-        self.queue: asyncio.Queue[LiveChange] = asyncio.Queue(maxsize=size)
+        self.queue: asyncio.Queue[LiveChange | None] = asyncio.Queue(maxsize=size)
         self.overflowed = False
+        self.interrupted = False
 
     def offer(self, change: LiveChange) -> None:
         try:
@@ -63,12 +71,20 @@ class Listener:
         except asyncio.QueueFull:
             self.overflowed = True
 
+    def interrupt(self) -> None:
+        self.interrupted = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(None)  # wakes a waiting reader
+
     async def get(self) -> LiveChange:
         if self.overflowed:
             raise SlowSubscriber(
                 "this subscription fell too far behind and was closed: resubscribe with `after`"
             )
-        return await self.queue.get()
+        change = None if self.interrupted else await self.queue.get()
+        if change is None:
+            raise Interrupted("live status lost its broadcast connection: resubscribe with `after`")
+        return change
 
 
 class Hub:
@@ -91,18 +107,44 @@ class Hub:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        with contextlib.suppress(Exception):
+            await self.broadcast.disconnect()
 
     async def _run(self) -> None:
-        async with self.broadcast.subscribe(CHANNEL) as subscriber:
-            self._ready.set()
-            async for event in subscriber:
-                try:
-                    change = LiveChange.parse(event.message)
-                except (ValueError, KeyError, TypeError):
-                    log.warning("dropped a malformed broadcast message")
-                    continue
-                for listener in list(self.listeners):
-                    listener.offer(change)
+        """Connect and hold the one subscription. When the connection is lost, end the
+        listeners (they resume with `after`) and reconnect, backing off, until it is
+        back. Queries and mutations never wait on this."""
+        delay = RECONNECT_FIRST
+        while True:
+            try:
+                await self.broadcast.connect()
+                async with self.broadcast.subscribe(CHANNEL) as subscriber:
+                    self._ready.set()
+                    delay = RECONNECT_FIRST
+                    async for event in subscriber:
+                        if event.message == CONNECTION_LOST:
+                            raise ConnectionError("the broadcast connection was lost")
+                        self._deliver(event.message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("live status lost its broadcast (%s); reconnecting", exc)
+            for listener in list(self.listeners):
+                listener.interrupt()
+            self._ready.set()  # start() does not wait on a broadcast that is down
+            with contextlib.suppress(Exception):
+                await self.broadcast.disconnect()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX)
+
+    def _deliver(self, message: str) -> None:
+        try:
+            change = LiveChange.parse(message)
+        except (ValueError, KeyError, TypeError):
+            log.warning("dropped a malformed broadcast message")
+            return
+        for listener in list(self.listeners):
+            listener.offer(change)
 
     @contextlib.asynccontextmanager
     async def listen(self) -> AsyncIterator[Listener]:

@@ -196,11 +196,11 @@ class Subscription:
     @classmethod
     @asynccontextmanager
     async def connect(
-        cls, server: LiveServer, http: httpx.AsyncClient, token: str | None
+        cls, base_url: str, http: httpx.AsyncClient, token: str | None
     ) -> AsyncIterator[Subscription]:
         from httpx_ws import aconnect_ws
 
-        url = server.url.replace("http://", "ws://") + "/graphql"
+        url = base_url.replace("http://", "ws://") + "/graphql"
         async with aconnect_ws(url, http, subprotocols=["graphql-transport-ws"]) as ws:
             payload = {"Authorization": f"Bearer {token}"} if token else {}
             await ws.send_json({"type": "connection_init", "payload": payload})

@@ -26,9 +26,7 @@ def change(cursor: int) -> StatusChange:
 
 
 async def test_a_subscriber_that_cannot_keep_up_is_closed_with_a_clear_message() -> None:
-    broadcast = Broadcast("memory://")
-    await broadcast.connect()
-    hub = Hub(broadcast, queue_size=3)
+    hub = Hub(Broadcast("memory://"), queue_size=3)
     await hub.start()
     try:
         async with hub.listen() as slow, hub.listen() as keeping_up:
@@ -42,7 +40,6 @@ async def test_a_subscriber_that_cannot_keep_up_is_closed_with_a_clear_message()
         assert hub.listeners == set()
     finally:
         await hub.stop()
-        await broadcast.disconnect()
 
 
 async def test_messages_are_small_json_strings() -> None:

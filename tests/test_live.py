@@ -45,7 +45,7 @@ async def test_a_subscriber_sees_the_current_state_then_every_committed_change(
 ) -> None:
     # given a payment waiting for 3-D Secure
     payment = awaiting_3ds
-    async with Subscription.connect(server, http, server.token("cus_alice")) as sub:
+    async with Subscription.connect(server.url, http, server.token("cus_alice")) as sub:
         await sub.ack()
         # when Alice subscribes to it
         await sub.subscribe(STATUS_CHANGED, paymentId=payment["id"])
@@ -80,7 +80,7 @@ async def test_without_a_valid_token_the_connection_is_closed_with_4403(
 ) -> None:
     from httpx_ws import WebSocketDisconnect
 
-    async with Subscription.connect(server, http, "not-a-token") as sub:
+    async with Subscription.connect(server.url, http, "not-a-token") as sub:
         try:
             message = await sub.receive()
         except WebSocketDisconnect as closed:
@@ -94,7 +94,7 @@ async def test_a_customer_cannot_subscribe_to_anothers_payment_or_order(
     server: LiveServer, http: httpx.AsyncClient, completed_payment: dict[str, Any], by: str
 ) -> None:
     target = completed_payment["id"] if by == "paymentId" else completed_payment["orderId"]
-    async with Subscription.connect(server, http, server.token("cus_bob")) as sub:
+    async with Subscription.connect(server.url, http, server.token("cus_bob")) as sub:
         await sub.ack()
         await sub.subscribe(STATUS_CHANGED, **{by: target})
         assert await sub.refusal() == "NOT_FOUND"
@@ -103,7 +103,7 @@ async def test_a_customer_cannot_subscribe_to_anothers_payment_or_order(
 async def test_a_customer_must_name_a_payment_or_order(
     server: LiveServer, http: httpx.AsyncClient
 ) -> None:
-    async with Subscription.connect(server, http, server.token("cus_alice")) as sub:
+    async with Subscription.connect(server.url, http, server.token("cus_alice")) as sub:
         await sub.ack()
         await sub.subscribe(STATUS_CHANGED)
         assert await sub.refusal() == "FORBIDDEN"
@@ -118,7 +118,7 @@ async def test_3d_secure_end_to_end_seen_live(
 ) -> None:
     # given a payment that needs 3-D Secure
     payment_id, secret = awaiting_3ds["id"], awaiting_3ds["clientSecret"]
-    async with Subscription.connect(server, http, server.token("cus_alice")) as sub:
+    async with Subscription.connect(server.url, http, server.token("cus_alice")) as sub:
         await sub.ack()
         # when the checkout page subscribes to it
         await sub.subscribe(STATUS_CHANGED, paymentId=payment_id)
@@ -146,7 +146,7 @@ async def test_duplicate_webhooks_reach_subscribers_once(
     # the customer passed 3-D Secure at the gateway, which reports it as a webhook
     await approve_quietly(http, server, payment["clientSecret"])
     event = stripe_event("payment_intent.succeeded", stripe_intent(payment))
-    async with Subscription.connect(server, http, server.token("cus_alice")) as sub:
+    async with Subscription.connect(server.url, http, server.token("cus_alice")) as sub:
         await sub.ack()
         await sub.subscribe(STATUS_CHANGED, paymentId=payment["id"])
         assert (await sub.next())["paymentStatusChanged"]["status"] == "REQUIRES_ACTION"
@@ -168,7 +168,7 @@ async def test_resuming_with_after_misses_nothing_and_repeats_nothing(
     # given a payment waiting for client confirmation, watched by an admin dashboard
     payload = await pay(alice, pending_order["id"])
     payment_id, secret = payload["payment"]["id"], payload["clientSecret"]
-    async with Subscription.connect(server, http, server.token("admin", role="admin")) as sub:
+    async with Subscription.connect(server.url, http, server.token("admin", role="admin")) as sub:
         await sub.ack()
         await sub.subscribe(STATUS_CHANGED, orderId=pending_order["id"])
         last = (await sub.next())["paymentStatusChanged"]
@@ -176,7 +176,7 @@ async def test_resuming_with_after_misses_nothing_and_repeats_nothing(
     # when changes happen while the dashboard is disconnected
     await confirm(http, server, {"clientSecret": secret, "paymentMethod": "pm_card_visa"})
     await status_reaches(alice, payment_id, "COMPLETED")
-    async with Subscription.connect(server, http, server.token("admin", role="admin")) as sub:
+    async with Subscription.connect(server.url, http, server.token("admin", role="admin")) as sub:
         await sub.ack()
         # and it resumes from its last cursor while more changes are being made
         await sub.subscribe(STATUS_CHANGED, orderId=pending_order["id"], after=last["cursor"])
@@ -202,7 +202,7 @@ async def test_two_hundred_subscribers_all_receive_one_change(
         token = server.token("admin", role="admin")
 
         async def watch(ready: asyncio.Event, go: asyncio.Event) -> str:
-            async with Subscription.connect(server, pool, token) as sub:
+            async with Subscription.connect(server.url, pool, token) as sub:
                 await sub.ack()
                 await sub.subscribe(STATUS_CHANGED, paymentId=completed_payment["id"])
                 assert (await sub.next())["paymentStatusChanged"]["status"] == "COMPLETED"
@@ -226,7 +226,7 @@ async def test_two_hundred_subscribers_all_receive_one_change(
 async def test_a_late_or_repeated_broadcast_never_steps_a_subscriber_back(
     admin: Client, server: LiveServer, http: httpx.AsyncClient, completed_payment: dict[str, Any]
 ) -> None:
-    async with Subscription.connect(server, http, server.token("admin", role="admin")) as sub:
+    async with Subscription.connect(server.url, http, server.token("admin", role="admin")) as sub:
         await sub.ack()
         await sub.subscribe(STATUS_CHANGED, paymentId=completed_payment["id"])
         now = (await sub.next())["paymentStatusChanged"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,9 @@ from typing import Any
 import httpx
 import pytest
 from conftest import PROCESS_PAYMENT, place_order
-from support import Client, database
+from support import REDIS_URL, Client, Subscription, database, free_port
 
 from resolvers.auth import mint_token
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -96,3 +88,47 @@ async def test_a_payment_waiting_for_3d_secure_survives_a_restart(
                     break
                 await asyncio.sleep(0.05)
             assert status == "COMPLETED"
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="Redis tests skipped: PAYQL_TEST_REDIS_URL is not set")
+async def test_a_subscriber_on_one_host_sees_a_change_made_through_another(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, http: httpx.AsyncClient
+) -> None:
+    secret = secrets.token_hex(32)
+    alice = mint_token(secret, sub="cus_alice", email="alice@example.com")
+    admin = mint_token(secret, sub="admin", role="admin")
+    with database(backend, tmp_path_factory.mktemp("hosts")) as url:
+        env = {
+            "PAYQL_DATABASE_URL": url,
+            "PAYQL_JWT_SECRET": secret,
+            "PAYQL_BROADCAST_URL": REDIS_URL,
+        }
+        # given two payql hosts on one database and one Redis
+        with payql_serve(env, free_port()) as one, payql_serve(env, free_port()) as two:
+            order = await place_order(Client(one, alice, http))
+            paid: dict[str, Any] = (
+                await Client(one, alice, http)(
+                    PROCESS_PAYMENT,
+                    input={
+                        "orderId": order["id"],
+                        "paymentMethod": "CREDIT_CARD",
+                        "token": "pm_card_visa",
+                    },
+                )
+            )["processPayment"]["payment"]
+            server = type("Host", (), {"url": two})
+            async with Subscription.connect(server.url, http, alice) as sub:  # type: ignore[arg-type]
+                await sub.ack()
+                await sub.subscribe(
+                    "subscription ($id: ID) { paymentStatusChanged(paymentId: $id) { status } }",
+                    id=paid["id"],
+                )
+                assert (await sub.next())["paymentStatusChanged"]["status"] == "COMPLETED"
+                # when an admin refunds it through the other host
+                await Client(one, admin, http)(
+                    """mutation ($id: ID!) { refundPayment(input: {paymentId: $id}) {
+                         errors { code } } }""",
+                    id=paid["id"],
+                )
+                # then the subscriber on this host sees it
+                assert (await sub.next())["paymentStatusChanged"]["status"] == "REFUNDED"

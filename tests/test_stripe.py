@@ -128,7 +128,7 @@ async def test_3d_secure_through_stripe_completes_by_webhook_and_reaches_a_subsc
     payment = payload["payment"]
     assert payment["status"] == "REQUIRES_ACTION"
     assert payload["clientSecret"].startswith(payment["gatewayTransactionId"])
-    async with Subscription.connect(server, http, server.token("cus_alice")) as sub:
+    async with Subscription.connect(server.url, http, server.token("cus_alice")) as sub:
         await sub.ack()
         await sub.subscribe(STATUS_CHANGED, paymentId=payment["id"])
         assert (await sub.next())["paymentStatusChanged"]["status"] == "REQUIRES_ACTION"
