@@ -269,7 +269,7 @@ class SimulatedGateway:
     async def charge(self, request: ChargeRequest) -> ChargeState:
         self.calls["charge"] += 1  # every request, replays included
         self.calls[f"charge:{request.reference}"] += 1
-        await self._travel()
+        await self._travel(0.5)  # the request on its way
         scripted = self._scripted("charge")
         if isinstance(scripted, ChargeState):
             return scripted
@@ -300,6 +300,7 @@ class SimulatedGateway:
             await SimulatedReply.create(
                 using_db=conn, key=request.idempotency_key, data=_reply_row(state)
             )
+        await self._travel(0.5)  # the answer on its way back: the charge is made already
         self._answer("charge", state)
         return state
 
@@ -435,9 +436,9 @@ class SimulatedGateway:
     async def _remember(self, key: str, reply: Outcome) -> None:
         await SimulatedReply.update_or_create(key=key, defaults={"data": _reply_row(reply)})
 
-    async def _travel(self) -> None:
+    async def _travel(self, share: float = 1.0) -> None:
         if self.latency:
-            await asyncio.sleep(self.latency)
+            await asyncio.sleep(self.latency * share)
 
     # -- the client side: confirmation and 3-D Secure -------------------------------
 

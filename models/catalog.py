@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from models.tables import Product
@@ -21,14 +22,17 @@ DEMO_PRODUCTS = [
 
 async def seed_catalog() -> int:
     """Create the demo products if there are none; returns how many were created."""
-    async with in_transaction() as conn:
-        if await Product.all().using_db(conn).exists():
-            return 0
-        await Product.bulk_create(
-            [
-                Product(sku=sku, name=name, price=price, currency=currency, stock=stock)
-                for sku, name, price, currency, stock in DEMO_PRODUCTS
-            ],
-            using_db=conn,
-        )
+    try:
+        async with in_transaction() as conn:
+            if await Product.all().using_db(conn).exists():
+                return 0
+            await Product.bulk_create(
+                [
+                    Product(sku=sku, name=name, price=price, currency=currency, stock=stock)
+                    for sku, name, price, currency, stock in DEMO_PRODUCTS
+                ],
+                using_db=conn,
+            )
+    except IntegrityError:  # another worker, starting at the same time, seeded it
+        return 0
     return len(DEMO_PRODUCTS)

@@ -73,6 +73,8 @@ MAX_LINES = 100
 MAX_QUANTITY = 1000
 MAX_TEXT = 200
 OFFLINE_GATEWAY = "manual"
+# The service itself, reconciling.
+SYSTEM = Actor(customer_id="payql", role="admin")
 ORDER_COUNTER = "order"
 EVENT_COUNTER = "event"
 
@@ -700,6 +702,34 @@ class PaymentService:
             intent=("payment.received", {"by": actor.customer_id}),
             call=lambda gw, txn, key: gw.capture(txn, payment.amount, key),
         )
+
+    async def reconcile(self) -> dict[str, int]:
+        """Payments that a lost answer (a timeout, a crash between the gateway call and
+        the commit) left unresolved: each is synced, so the gateway's truth applies."""
+        stale = self.clock() - self.charge_timeout
+        unanswered = Payment.filter(
+            status=PaymentStatus.PENDING, gateway_transaction_id=None
+        ).values_list("id", flat=True)
+        processing = Payment.filter(
+            status=PaymentStatus.PROCESSING, updated_at__lt=stale
+        ).values_list("id", flat=True)
+        refunding = Refund.filter(status=RefundStatus.PENDING, created_at__lt=stale).values_list(
+            "payment_id", flat=True
+        )
+        ids = sorted({str(i) for q in (unanswered, processing, refunding) for i in await q})
+        summary = {"checked": len(ids), "changed": 0, "waiting": 0, "failed": 0}
+        for payment_id in ids:
+            before = await Payment.get(id=payment_id)
+            try:
+                outcome = await self.sync_payment(SYSTEM, payment_id)
+            except DomainError:  # an answer may still be on its way: next round
+                summary["waiting"] += 1
+                continue
+            if outcome.error is not None:
+                summary["failed"] += 1
+            elif outcome.payment is not None and (outcome.payment.version != before.version):
+                summary["changed"] += 1
+        return summary
 
     async def sync_payment(self, actor: Actor, payment_id: str) -> Outcome:
         """Ask the gateway for the truth: the charge (found by our reference when its

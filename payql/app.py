@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -92,18 +93,13 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    settings = settings or Settings.from_env()
-    broadcast = make_broadcast(settings.broadcast_url)
-    hub = Hub(broadcast)
+def build_gateways(settings: Settings) -> dict[str, Gateway]:
     gateways: dict[str, Gateway] = {"manual": create_gateway("manual")}
-    simulated = None
     if settings.simulated_gateway:
-        simulated = SimulatedGateway(
+        gateways["simulated"] = SimulatedGateway(
             latency_ms=settings.simulated_latency_ms,
             webhook_secret=settings.simulated_webhook_secret,
         )
-        gateways["simulated"] = simulated
     if settings.stripe_secret_key:
         gateways["stripe"] = create_gateway(
             "stripe",
@@ -111,12 +107,35 @@ def create_app(settings: Settings | None = None) -> Starlette:
             webhook_secret=settings.stripe_webhook_secret,
             api_base=settings.stripe_api_base or None,
         )
-    service = PaymentService(
-        gateways=gateways,
+    return gateways
+
+
+def build_service(settings: Settings, hub: Hub) -> PaymentService:
+    return PaymentService(
+        gateways=build_gateways(settings),
         publisher=hub,
         refund_window=timedelta(days=settings.refund_window_days),
         card_gateway=settings.card_gateway,
     )
+
+
+async def sweep(service: PaymentService, every: float) -> None:
+    """Reconcile now (a restart after a crash) and then every `every` seconds."""
+    while True:
+        try:
+            summary = await service.reconcile()
+            if summary["changed"] or summary["failed"]:
+                log.info("reconciled: %s", summary)
+        except Exception:  # the next round tries again
+            log.exception("reconciliation failed")
+        await asyncio.sleep(every)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    hub = Hub(make_broadcast(settings.broadcast_url))
+    service = build_service(settings, hub)
+    simulated = service.gateways.get("simulated")
     graphql = PayqlGraphQL(settings, service, hub)
 
     @contextlib.asynccontextmanager
@@ -130,10 +149,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 if created:
                     log.info("seeded the demo catalog with %d products", created)
             await hub.start()  # connects the broadcast, and reconnects it when lost
+            sweeper = None
+            if settings.reconcile_every_s:
+                sweeper = asyncio.create_task(sweep(service, settings.reconcile_every_s))
             try:
                 yield
             finally:
-                if simulated is not None:
+                if sweeper is not None:
+                    sweeper.cancel()
+                if isinstance(simulated, SimulatedGateway):
                     await simulated.drain()
                 await hub.stop()
 
@@ -143,7 +167,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", healthz),
         Route("/webhooks/{gateway}", webhook_endpoint(service), methods=["POST"], name="webhook"),
     ]
-    if simulated is not None:
+    if isinstance(simulated, SimulatedGateway):
         routes.append(Route("/simulated/confirm", confirm_endpoint(simulated), methods=["POST"]))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings

@@ -1,4 +1,4 @@
-"""The `payql` command: serve, token, seed-demo."""
+"""The `payql` command: serve, token, seed-demo, reconcile."""
 
 from __future__ import annotations
 
@@ -54,6 +54,30 @@ def seed_demo(settings: Settings) -> None:
     print(f"seeded {created} products" if created else "the catalog already has products")
 
 
+def reconcile(settings: Settings) -> None:
+    from tortoise import Tortoise
+
+    from payql.app import build_service, tortoise_config
+    from resolvers.broadcast import make_broadcast
+    from resolvers.live import Hub
+
+    async def run() -> dict[str, int]:
+        await Tortoise.init(config=tortoise_config(settings.database_url))
+        hub = Hub(make_broadcast(settings.broadcast_url))  # changes reach subscribers too
+        await hub.start()
+        try:
+            return await build_service(settings, hub).reconcile()
+        finally:
+            await hub.stop()
+            await Tortoise.close_connections()
+
+    summary = asyncio.run(run())
+    print(
+        f"reconciled: {summary['checked']} checked, {summary['changed']} changed, "
+        f"{summary['waiting']} still waiting for an answer, {summary['failed']} gateway errors"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="payql", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     token_cmd.add_argument("--email")
     token_cmd.add_argument("--days", type=float, default=30, help="lifetime in days")
     commands.add_parser("seed-demo", help="create the demo catalog if the catalog is empty")
+    commands.add_parser(
+        "reconcile", help="ask the gateways about payments a lost answer left unresolved"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -80,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         print(_token(settings, args.sub, args.role, args.email, args.days))
     elif args.command == "seed-demo":
         seed_demo(settings)
+    elif args.command == "reconcile":
+        reconcile(settings)
     return 0
 
 

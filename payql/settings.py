@@ -33,6 +33,8 @@ class Settings:
     stripe_api_base: str = ""  # another Stripe-compatible server (an emulator in tests)
     # The gateway for card payments: stripe when a Stripe key is set, else simulated.
     card_gateway: str = "simulated"
+    # How often the server reconciles payments a lost answer left unresolved (0: never).
+    reconcile_every_s: int = 60
 
     @property
     def production(self) -> bool:
@@ -64,6 +66,7 @@ class Settings:
             stripe_secret_key=get("STRIPE_SECRET_KEY", ""),
             stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET", ""),
             stripe_api_base=get("STRIPE_API_BASE", ""),
+            reconcile_every_s=_int(get("RECONCILE_EVERY_S", "60"), "RECONCILE_EVERY_S"),
             card_gateway=get(
                 "CARD_GATEWAY", "stripe" if get("STRIPE_SECRET_KEY", "") else "simulated"
             ),

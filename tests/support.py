@@ -94,7 +94,10 @@ class LiveServer:
 
 
 def base_settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, jwt_secret=secrets.token_hex(32))
+    # No periodic reconciliation: the tests that need it call it, at the moment they choose.
+    return Settings(
+        database_url=database_url, jwt_secret=secrets.token_hex(32), reconcile_every_s=0
+    )
 
 
 @contextmanager

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import httpx
-from conftest import pay, refund
+from conftest import paid, pay, refund
 from support import Client, LiveServer
 
 from gateways.base import ChargeState, GatewayStatus, GatewayUnavailable
@@ -194,3 +194,26 @@ async def test_money_taken_for_a_cancelled_payment_is_flagged(
     after = (await admin(PAYMENT, id=awaiting_3ds["id"]))["payment"]
     assert after["status"] == "CANCELLED"
     assert after["events"][-1] == {"type": "payment.orphaned_charge", "source": "GATEWAY"}
+
+
+async def test_the_sweep_resolves_what_lost_answers_left_behind(
+    alice: Client, admin: Client, server: LiveServer, pending_order: dict[str, Any], later: Any
+) -> None:
+    # given a charge made at the gateway whose answer was lost
+    server.simulated.lose_next_answer("charge")
+    payment = (await pay(alice, pending_order["id"], token="pm_card_visa"))["payment"]
+    # and, on another payment, a refund that never reached the gateway
+    other = await paid(alice)
+    server.simulated.inject("refund", GatewayUnavailable("connection refused"))
+    await refund(admin, other["id"], amount="5")
+    # when the reconciliation sweep runs once no call can still be running
+    later()
+    summary = await server.on_server_loop(server.service.reconcile())
+    # then both are resolved from the gateway's answers
+    assert summary["changed"] >= 2
+    assert (await alice(PAYMENT, id=payment["id"]))["payment"]["status"] == "COMPLETED"
+    after = (await admin(PAYMENT, id=other["id"]))["payment"]
+    assert [r["status"] for r in after["refunds"]] == ["SUCCEEDED"]
+    # and a second sweep has nothing left to do for them
+    again = await server.on_server_loop(server.service.reconcile())
+    assert again["changed"] == 0

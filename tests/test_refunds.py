@@ -183,26 +183,27 @@ async def test_a_refund_the_gateway_refuses_is_failed_and_changes_no_balance(
     assert retried["payment"]["refundedAmount"] == "10.00"
 
 
-async def test_fifty_concurrent_partial_refunds_never_exceed_the_captured_amount(
+async def test_a_hundred_concurrent_partial_refunds_never_exceed_the_captured_amount(
     admin: Client, alice: Client
 ) -> None:
-    # given a completed payment of USD 25.00 (one T-shirt)
-    payment = await paid(alice, lines=[("TSHIRT-BLK-M", 1)])
-    # when 50 refunds of USD 1.00 race each other (only 25 can fit)
-    results = await asyncio.gather(*(refund(admin, payment["id"], amount="1") for _ in range(50)))
-    # then exactly 25 succeed and the rest are refused as exceeding what is left
+    # given a completed payment of USD 50.00 (two T-shirts)
+    payment = await paid(alice, lines=[("TSHIRT-BLK-M", 2)])
+    # when 100 refunds of USD 1.00, each 1/50 of it, race each other
+    results = await asyncio.gather(*(refund(admin, payment["id"], amount="1") for _ in range(100)))
+    # then exactly 50 succeed and the rest are refused as exceeding what is left
     succeeded = [r for r in results if r["refund"] and r["refund"]["status"] == "SUCCEEDED"]
     refused = [r for r in results if r["errors"]]
-    assert len(succeeded) == 25
-    assert len(refused) == 25
+    assert len(succeeded) == 50
+    assert len(refused) == 50
     codes = {e["code"] for r in refused for e in r["errors"]}
     assert codes <= {"REFUND_EXCEEDS_AVAILABLE", "INVALID_STATE"}
     # and the books balance: refunded equals captured, every refund row accounted for
     data = await admin(PAYMENT, id=payment["id"])
     p = data["payment"]
     assert p["status"] == "REFUNDED"
-    assert p["refundedAmount"] == p["capturedAmount"] == "25.00"
-    assert sum(Decimal(r["amount"]) for r in p["refunds"]) == Decimal("25.00")
+    assert p["refundedAmount"] == p["capturedAmount"] == "50.00"
+    assert sum(Decimal(r["amount"]) for r in p["refunds"]) == Decimal("50.00")
+    assert len(p["refunds"]) == 50
     assert all(r["status"] == "SUCCEEDED" for r in p["refunds"])
 
 

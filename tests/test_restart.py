@@ -21,14 +21,19 @@ from resolvers.auth import mint_token
 
 
 @contextmanager
-def payql_serve(env: dict[str, str], port: int) -> Iterator[str]:
-    """`payql serve` in a process of its own; stopped with SIGTERM, as a supervisor would."""
+def payql_serve(
+    env: dict[str, str], port: int, processes: list[subprocess.Popen[bytes]] | None = None
+) -> Iterator[str]:
+    """`payql serve` in a process of its own; stopped with SIGTERM, as a supervisor would.
+    The process is appended to `processes`, for a test that kills it otherwise."""
     process = subprocess.Popen(
         [sys.executable, "-m", "payql.cli", "serve", "--port", str(port)],
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    if processes is not None:
+        processes.append(process)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -132,3 +137,74 @@ async def test_a_subscriber_on_one_host_sees_a_change_made_through_another(
                 )
                 # then the subscriber on this host sees it
                 assert (await sub.next())["paymentStatusChanged"]["status"] == "REFUNDED"
+
+
+async def payql_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "payql.cli",
+        *args,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_a_payment_whose_process_died_after_the_gateway_call_is_reconciled(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, http: httpx.AsyncClient
+) -> None:
+    secret = secrets.token_hex(32)
+    alice = mint_token(secret, sub="cus_alice", email="alice@example.com")
+    with database(backend, tmp_path_factory.mktemp("crash")) as url:
+        env = {
+            "PAYQL_DATABASE_URL": url,
+            "PAYQL_JWT_SECRET": secret,
+            "PAYQL_RECONCILE_EVERY_S": "0",
+        }
+        slow = {**env, "PAYQL_SIMULATED_LATENCY_MS": "3000"}  # 1.5 s each way
+        processes: list[subprocess.Popen[bytes]] = []
+        with payql_serve(slow, free_port(), processes) as base:
+            client = Client(base, alice, http)
+            order = await place_order(client)
+            paying = asyncio.create_task(
+                client(
+                    PROCESS_PAYMENT,
+                    input={
+                        "orderId": order["id"],
+                        "paymentMethod": "CREDIT_CARD",
+                        "token": "pm_card_visa",
+                    },
+                )
+            )
+            # given the gateway has charged the card (at 1.5 s) and its answer is on its
+            # way back when the process is killed, before it can commit the outcome
+            await asyncio.sleep(2.2)
+            processes[0].kill()
+            with pytest.raises(httpx.HTTPError):
+                await paying
+        # when `payql reconcile` runs
+        returncode, out, err = await payql_cli(env, "reconcile")
+        # then it finds the charge at the gateway and applies it
+        assert returncode == 0, err
+        assert "1 checked, 1 changed" in out
+        with payql_serve(env, free_port()) as base:
+            client = Client(base, alice, http)
+            data = await client(
+                "query ($id: ID!) { order(id: $id) { status payments { status } } }",
+                id=order["id"],
+            )
+            assert data["order"] == {"status": "PAID", "payments": [{"status": "COMPLETED"}]}
+            # and nothing is left to reconcile, nor can the order be charged again
+            assert "0 checked" in (await payql_cli(env, "reconcile"))[1]
+            second = await client(
+                PROCESS_PAYMENT,
+                input={
+                    "orderId": order["id"],
+                    "paymentMethod": "CREDIT_CARD",
+                    "token": "pm_card_visa",
+                },
+            )
+            assert [e["code"] for e in second["processPayment"]["errors"]] == ["INVALID_STATE"]
