@@ -96,7 +96,7 @@ async def test_a_payment_waiting_for_3d_secure_survives_a_restart(
 
 
 @pytest.mark.skipif(not REDIS_URL, reason="Redis tests skipped: PAYQL_TEST_REDIS_URL is not set")
-async def test_a_subscriber_on_one_host_sees_a_change_made_through_another(
+async def test_subscribers_on_one_host_see_mutations_and_webhooks_on_another(
     backend: str, tmp_path_factory: pytest.TempPathFactory, http: httpx.AsyncClient
 ) -> None:
     secret = secrets.token_hex(32)
@@ -137,6 +137,33 @@ async def test_a_subscriber_on_one_host_sees_a_change_made_through_another(
                 )
                 # then the subscriber on this host sees it
                 assert (await sub.next())["paymentStatusChanged"]["status"] == "REFUNDED"
+            # given a payment waiting for 3-D Secure, watched on the first host
+            order = await place_order(Client(two, alice, http))
+            waiting: dict[str, Any] = (
+                await Client(two, alice, http)(
+                    PROCESS_PAYMENT,
+                    input={
+                        "orderId": order["id"],
+                        "paymentMethod": "CREDIT_CARD",
+                        "token": "pm_card_authenticationRequired",
+                    },
+                )
+            )["processPayment"]
+            async with Subscription.connect(one, http, alice) as sub:
+                await sub.ack()
+                await sub.subscribe(
+                    "subscription ($id: ID) { paymentStatusChanged(paymentId: $id) { status } }",
+                    id=waiting["payment"]["id"],
+                )
+                assert (await sub.next())["paymentStatusChanged"]["status"] == "REQUIRES_ACTION"
+                # when the gateway's webhook arrives at the second host
+                confirmed = await http.post(
+                    f"{two}/simulated/confirm",
+                    json={"clientSecret": waiting["clientSecret"], "authenticate": True},
+                )
+                assert confirmed.json() == {"status": "succeeded"}
+                # then the subscriber on the first host sees the payment complete
+                assert (await sub.next())["paymentStatusChanged"]["status"] == "COMPLETED"
 
 
 async def payql_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
