@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -35,6 +36,32 @@ from resolvers.webhooks import webhook_endpoint
 from schema.schema import schema
 
 log = logging.getLogger("payql")
+
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "models" / "migrations"
+
+
+def engine_of(database_url: str) -> str:
+    return "sqlite" if database_url.startswith("sqlite") else "postgres"
+
+
+async def migrate_database(database_url: str) -> list[str]:
+    """Bring the database to the current schema with aerich; returns what was applied.
+
+    Migrations are kept per engine (SQL differs): models/migrations/<engine>/."""
+    from aerich import Command
+
+    command = Command(
+        tortoise_config=tortoise_config(database_url),
+        app="models",
+        location=str(MIGRATIONS / engine_of(database_url)),
+    )
+    await command.init()
+    try:
+        applied: list[str] = await command.upgrade(run_in_transaction=True)
+    finally:
+        await command.aclose()
+    return applied
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:
@@ -141,7 +168,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with RegisterTortoise(
-            app, config=tortoise_config(settings.database_url), generate_schemas=True
+            app,
+            config=tortoise_config(settings.database_url),
+            # Throwaway test databases only: everywhere else `payql migrate` (which
+            # `payql serve` runs first) brings the schema.
+            generate_schemas=settings.generate_schemas,
         ):
             await ensure_counters()
             if settings.seed_catalog:

@@ -1,4 +1,4 @@
-"""The `payql` command: serve, token, seed-demo, reconcile."""
+"""The `payql` command: serve, migrate, token, seed-demo, reconcile."""
 
 from __future__ import annotations
 
@@ -19,9 +19,18 @@ def _token(settings: Settings, sub: str, role: str, email: str | None, days: flo
     )
 
 
+def migrate(settings: Settings) -> list[str]:
+    from payql.app import migrate_database
+
+    applied = asyncio.run(migrate_database(settings.database_url))
+    print(f"migrated: applied {', '.join(applied)}" if applied else "migrated: up to date")
+    return applied
+
+
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     import uvicorn
 
+    migrate(settings)
     base = f"http://{host}:{port}"
     print(f"payql on {base} ({settings.env}; database {settings.database_url})")
     if not settings.production:
@@ -41,10 +50,11 @@ def seed_demo(settings: Settings) -> None:
     from models.commands import ensure_counters
     from payql.app import tortoise_config
 
+    migrate(settings)
+
     async def run() -> int:
         await Tortoise.init(config=tortoise_config(settings.database_url))
         try:
-            await Tortoise.generate_schemas(safe=True)
             await ensure_counters()
             return await seed_catalog()
         finally:
@@ -94,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "reconcile", help="ask the gateways about payments a lost answer left unresolved"
     )
+    commands.add_parser("migrate", help="bring the database to the current schema")
     args = parser.parse_args(argv)
 
     try:
@@ -109,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         seed_demo(settings)
     elif args.command == "reconcile":
         reconcile(settings)
+    elif args.command == "migrate":
+        migrate(settings)
     return 0
 
 

@@ -33,6 +33,8 @@ class Settings:
     stripe_api_base: str = ""  # another Stripe-compatible server (an emulator in tests)
     # The gateway for card payments: stripe when a Stripe key is set, else simulated.
     card_gateway: str = "simulated"
+    # Create tables from the models at start-up, for throwaway test databases only.
+    generate_schemas: bool = False
     # How often the server reconciles payments a lost answer left unresolved (0: never).
     reconcile_every_s: int = 60
 

@@ -96,7 +96,10 @@ class LiveServer:
 def base_settings(database_url: str) -> Settings:
     # No periodic reconciliation: the tests that need it call it, at the moment they choose.
     return Settings(
-        database_url=database_url, jwt_secret=secrets.token_hex(32), reconcile_every_s=0
+        database_url=database_url,
+        jwt_secret=secrets.token_hex(32),
+        reconcile_every_s=0,
+        generate_schemas=True,  # a throwaway database; `payql serve` tests migrate instead
     )
 
 

@@ -235,3 +235,17 @@ async def test_a_payment_whose_process_died_after_the_gateway_call_is_reconciled
                 },
             )
             assert [e["code"] for e in second["processPayment"]["errors"]] == ["INVALID_STATE"]
+
+
+async def test_migrate_brings_an_empty_database_to_the_schema_and_then_does_nothing(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with database(backend, tmp_path_factory.mktemp("migrate")) as url:
+        env = {"PAYQL_DATABASE_URL": url}
+        first = await payql_cli(env, "migrate")
+        assert first[0] == 0, first[2]
+        assert "applied 0_" in first[1] and "_init.py" in first[1]
+        again = await payql_cli(env, "migrate")
+        assert (again[0], again[1].strip()) == (0, "migrated: up to date")
+        seeded = await payql_cli(env, "seed-demo")
+        assert "seeded 8 products" in seeded[1]
