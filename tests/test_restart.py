@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from conftest import PROCESS_PAYMENT, place_order
-from support import REDIS_URL, Client, Subscription, database, free_port
+from httpx_ws import WebSocketDisconnect
+from support import POSTGRES_URL, REDIS_URL, Client, Subscription, database, free_port
 
 from resolvers.auth import mint_token
 
@@ -249,3 +254,107 @@ async def test_migrate_brings_an_empty_database_to_the_schema_and_then_does_noth
         assert (again[0], again[1].strip()) == (0, "migrated: up to date")
         seeded = await payql_cli(env, "seed-demo")
         assert "seeded 8 products" in seeded[1]
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (initdb in a temporary folder), stoppable."""
+
+    def __init__(self) -> None:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not found or shutil.which("su") is None or os.geteuid() != 0:
+            pytest.skip("needs PostgreSQL's server binaries and root (to run them as postgres)")
+        self.bin = found[-1].parent
+        # Not under pytest's own temporary folder: the postgres user cannot reach it.
+        self.folder = folder = Path(tempfile.mkdtemp(prefix="payql-pg-"))
+        self.port = free_port()
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        shutil.chown(folder, "postgres")
+        self._as_postgres(f"{self.bin}/initdb -D {folder}/data -A trust -U postgres")
+
+    def _as_postgres(self, command: str) -> None:
+        subprocess.run(["su", "postgres", "-c", command], check=True, capture_output=True)
+
+    def start(self) -> None:
+        self._as_postgres(
+            f"{self.bin}/pg_ctl -D {self.folder}/data -w -l {self.folder}/log "
+            f"-o '-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1' start"
+        )
+
+    def stop(self) -> None:
+        self._as_postgres(f"{self.bin}/pg_ctl -D {self.folder}/data -w -m fast stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+async def test_postgresql_restarting_under_the_service_fails_requests_cleanly_then_recovers(
+    http: httpx.AsyncClient,
+) -> None:
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL tests skipped: PAYQL_TEST_DATABASE_URL is not set")
+    postgres = PrivatePostgres()
+    postgres.start()
+    secret = secrets.token_hex(32)
+    admin = mint_token(secret, sub="admin", role="admin")
+    env = {"PAYQL_DATABASE_URL": postgres.url, "PAYQL_JWT_SECRET": secret}
+    try:
+        with payql_serve(env, free_port()) as base:
+            client = Client(base, admin, http)
+            assert len((await client("{ products { sku } }"))["products"]) == 8
+            # when PostgreSQL goes away
+            postgres.stop()
+            down = await client.post("{ products { sku } }")
+            # then requests fail, answered, and the service stays up
+            assert down["data"] is None and down["errors"]
+            assert (await http.get(f"{base}/healthz")).status_code == 200
+            # when it is back, requests succeed again with no restart of payql
+            postgres.start()
+            assert len((await client("{ products { sku } }"))["products"]) == 8
+    finally:
+        postgres.remove()
+
+
+async def test_a_graceful_stop_finishes_requests_in_flight_and_closes_subscriptions(
+    tmp_path_factory: pytest.TempPathFactory, http: httpx.AsyncClient
+) -> None:
+    secret = secrets.token_hex(32)
+    alice = mint_token(secret, sub="cus_alice", email="alice@example.com")
+    with database("sqlite", tmp_path_factory.mktemp("stop")) as url:
+        env = {
+            "PAYQL_DATABASE_URL": url,
+            "PAYQL_JWT_SECRET": secret,
+            "PAYQL_SIMULATED_LATENCY_MS": "2000",
+        }
+        processes: list[subprocess.Popen[bytes]] = []
+        with payql_serve(env, free_port(), processes) as base:
+            client = Client(base, alice, http)
+            order = await place_order(client)
+            async with Subscription.connect(base, http, alice) as sub:
+                await sub.ack()
+                await sub.subscribe(
+                    "subscription ($id: ID) { paymentStatusChanged(orderId: $id) { status } }",
+                    id=order["id"],
+                )
+                paying = asyncio.create_task(
+                    client(
+                        PROCESS_PAYMENT,
+                        input={
+                            "orderId": order["id"],
+                            "paymentMethod": "CREDIT_CARD",
+                            "token": "pm_card_visa",
+                        },
+                    )
+                )
+                await asyncio.sleep(0.5)  # the payment is at the gateway
+                # when the service is asked to stop (SIGTERM, as a supervisor does)
+                processes[0].terminate()
+                # then the payment in flight still completes
+                paid = await paying
+                assert paid["processPayment"]["payment"]["status"] == "COMPLETED"
+                # and the subscription is closed by the server, not cut
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    while True:
+                        await sub.receive()
+                assert closed.value.code in (1000, 1001, 1012)
