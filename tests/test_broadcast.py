@@ -7,16 +7,14 @@ Runs when PAYQL_TEST_REDIS_URL is set (CI sets it); says it was skipped otherwis
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
-from support import REDIS_URL, free_port
+from support import REDIS_URL, free_port, private_redis
 
 from models.commands import StatusChange
 from models.rules import PaymentStatus
@@ -71,40 +69,6 @@ async def test_many_workers_starting_at_once_all_receive() -> None:
         await hubs[0].publish(change(7))
         got = await asyncio.wait_for(asyncio.gather(*(lst.get() for lst in listeners)), 5)
         assert [c.cursor for c in got] == [7] * 10
-
-
-@contextmanager
-def private_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.skip("redis-server is not installed")
-    process = subprocess.Popen(
-        [
-            executable,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while (
-        subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip()
-        != b"PONG"
-    ):
-        if time.monotonic() > deadline:
-            raise RuntimeError("redis-server did not start")
-        time.sleep(0.05)
-    try:
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 async def test_when_redis_goes_away_listeners_end_clearly_and_the_hub_reconnects() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -20,7 +21,15 @@ import httpx
 import pytest
 from conftest import PROCESS_PAYMENT, place_order
 from httpx_ws import WebSocketDisconnect
-from support import POSTGRES_URL, REDIS_URL, Client, Subscription, database, free_port
+from support import (
+    POSTGRES_URL,
+    REDIS_URL,
+    Client,
+    Subscription,
+    database,
+    free_port,
+    private_redis,
+)
 
 from resolvers.auth import mint_token
 
@@ -358,3 +367,49 @@ async def test_a_graceful_stop_finishes_requests_in_flight_and_closes_subscripti
                     while True:
                         await sub.receive()
                 assert closed.value.code in (1000, 1001, 1012)
+
+
+async def test_with_redis_gone_payments_go_on_and_subscriptions_end_clearly(
+    tmp_path_factory: pytest.TempPathFactory, http: httpx.AsyncClient
+) -> None:
+    secret = secrets.token_hex(32)
+    alice = mint_token(secret, sub="cus_alice", email="alice@example.com")
+    redis_port = free_port()
+    with database("sqlite", tmp_path_factory.mktemp("redis-gone")) as url:
+        env = {
+            "PAYQL_DATABASE_URL": url,
+            "PAYQL_JWT_SECRET": secret,
+            "PAYQL_BROADCAST_URL": f"redis://127.0.0.1:{redis_port}/0",
+        }
+        watch = "subscription ($id: ID) { paymentStatusChanged(orderId: $id) { status } }"
+        pay_input = {"paymentMethod": "CREDIT_CARD", "token": "pm_card_visa"}
+        with private_redis(redis_port) as redis_server, payql_serve(env, free_port()) as base:
+            client = Client(base, alice, http)
+            order = await place_order(client)
+            async with Subscription.connect(base, http, alice) as sub:
+                await sub.ack()
+                await sub.subscribe(watch, id=order["id"])
+                # when Redis goes away
+                redis_server.terminate()
+                redis_server.wait(timeout=10)
+                # then the subscription ends with a clear message
+                message = await sub.receive()
+                assert "resubscribe with `after`" in json.dumps(message)
+            # and payments go on
+            paid = await client(PROCESS_PAYMENT, input={"orderId": order["id"], **pay_input})
+            assert paid["processPayment"]["payment"]["status"] == "COMPLETED"
+            # when Redis is back, live status works again, with no restart of payql
+            with private_redis(redis_port):
+                for _ in range(50):
+                    other = await place_order(client)
+                    async with Subscription.connect(base, http, alice) as sub:
+                        await sub.ack()
+                        await sub.subscribe(watch, id=other["id"])
+                        await client(PROCESS_PAYMENT, input={"orderId": other["id"], **pay_input})
+                        with contextlib.suppress(TimeoutError):  # not reconnected yet
+                            first = await sub.receive()
+                            if first["type"] == "next" and not first["payload"].get("errors"):
+                                break
+                    await asyncio.sleep(0.2)
+                else:
+                    raise AssertionError("live status never came back")
