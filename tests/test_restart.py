@@ -36,12 +36,16 @@ from resolvers.auth import mint_token
 
 @contextmanager
 def payql_serve(
-    env: dict[str, str], port: int, processes: list[subprocess.Popen[bytes]] | None = None
+    env: dict[str, str],
+    port: int,
+    processes: list[subprocess.Popen[bytes]] | None = None,
+    workers: int = 0,
 ) -> Iterator[str]:
     """`payql serve` in a process of its own; stopped with SIGTERM, as a supervisor would.
     The process is appended to `processes`, for a test that kills it otherwise."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "payql.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "payql.cli", "serve", "--port", str(port)]
+        + (["--workers", str(workers)] if workers else []),
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -122,8 +126,11 @@ async def test_subscribers_on_one_host_see_mutations_and_webhooks_on_another(
             "PAYQL_JWT_SECRET": secret,
             "PAYQL_BROADCAST_URL": REDIS_URL,
         }
-        # given two payql hosts on one database and one Redis
-        with payql_serve(env, free_port()) as one, payql_serve(env, free_port()) as two:
+        # given two payql hosts on one database and one Redis, the second with two workers
+        with (
+            payql_serve(env, free_port()) as one,
+            payql_serve(env, free_port(), workers=2) as two,
+        ):
             order = await place_order(Client(one, alice, http))
             paid: dict[str, Any] = (
                 await Client(one, alice, http)(
