@@ -1,4 +1,4 @@
-"""A real `payql serve` process, stopped and started again: nothing in flight is lost."""
+"""Real payql processes: restarts, crashes, several hosts, migrations, dependencies failing."""
 
 from __future__ import annotations
 
