@@ -113,10 +113,6 @@ class GatewayUnavailable(GatewayError):
     """The gateway could not be reached or failed; the outcome is unknown. Retry or sync."""
 
 
-class InvalidToken(GatewayError):
-    """The payment token is not one this gateway knows."""
-
-
 class Gateway(Protocol):
     name: str
     # PaymentMethod names this gateway can take.

@@ -792,12 +792,6 @@ class PaymentService:
             payment = await self.apply_refund_state(refund.id, result, EventSource.GATEWAY)
         return payment
 
-    async def apply_gateway_state(
-        self, payment_id: str, state: ChargeState, source: EventSource
-    ) -> Payment:
-        """Phase 3 alone: for webhooks and reconciliation, which learn an outcome later."""
-        return await self._apply(payment_id, _Absorb(state), source)
-
     async def apply_webhook(self, gateway: str, event: GatewayEvent) -> str:
         """A verified webhook: applied once ("applied"/"ignored"), or "duplicate".
 

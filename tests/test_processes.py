@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import PROCESS_PAYMENT, place_order
+from conftest import pay, place_order
 from httpx_ws import WebSocketDisconnect
 from support import (
     POSTGRES_URL,
@@ -84,16 +84,9 @@ async def test_a_payment_waiting_for_3d_secure_survives_a_restart(
         with payql_serve(env, port) as base:
             client = Client(base, alice, http)
             order = await place_order(client)
-            payload: dict[str, Any] = (
-                await client(
-                    PROCESS_PAYMENT,
-                    input={
-                        "orderId": order["id"],
-                        "paymentMethod": "CREDIT_CARD",
-                        "token": "pm_card_authenticationRequired",
-                    },
-                )
-            )["processPayment"]
+            payload: dict[str, Any] = await pay(
+                client, order["id"], token="pm_card_authenticationRequired"
+            )
             assert payload["payment"]["status"] == "REQUIRES_ACTION"
         # when the service is back and the customer completes 3-D Secure
         with payql_serve(env, port) as base:
@@ -133,15 +126,8 @@ async def test_subscribers_on_one_host_see_mutations_and_webhooks_on_another(
         ):
             order = await place_order(Client(one, alice, http))
             paid: dict[str, Any] = (
-                await Client(one, alice, http)(
-                    PROCESS_PAYMENT,
-                    input={
-                        "orderId": order["id"],
-                        "paymentMethod": "CREDIT_CARD",
-                        "token": "pm_card_visa",
-                    },
-                )
-            )["processPayment"]["payment"]
+                await pay(Client(one, alice, http), order["id"], token="pm_card_visa")
+            )["payment"]
             server = type("Host", (), {"url": two})
             async with Subscription.connect(server.url, http, alice) as sub:  # type: ignore[arg-type]
                 await sub.ack()
@@ -160,16 +146,9 @@ async def test_subscribers_on_one_host_see_mutations_and_webhooks_on_another(
                 assert (await sub.next())["paymentStatusChanged"]["status"] == "REFUNDED"
             # given a payment waiting for 3-D Secure, watched on the first host
             order = await place_order(Client(two, alice, http))
-            waiting: dict[str, Any] = (
-                await Client(two, alice, http)(
-                    PROCESS_PAYMENT,
-                    input={
-                        "orderId": order["id"],
-                        "paymentMethod": "CREDIT_CARD",
-                        "token": "pm_card_authenticationRequired",
-                    },
-                )
-            )["processPayment"]
+            waiting: dict[str, Any] = await pay(
+                Client(two, alice, http), order["id"], token="pm_card_authenticationRequired"
+            )
             async with Subscription.connect(one, http, alice) as sub:
                 await sub.ack()
                 await sub.subscribe(
@@ -217,16 +196,7 @@ async def test_a_payment_whose_process_died_after_the_gateway_call_is_reconciled
         with payql_serve(slow, free_port(), processes) as base:
             client = Client(base, alice, http)
             order = await place_order(client)
-            paying = asyncio.create_task(
-                client(
-                    PROCESS_PAYMENT,
-                    input={
-                        "orderId": order["id"],
-                        "paymentMethod": "CREDIT_CARD",
-                        "token": "pm_card_visa",
-                    },
-                )
-            )
+            paying = asyncio.create_task(pay(client, order["id"], token="pm_card_visa"))
             # given the gateway has charged the card (at 1.5 s) and its answer is on its
             # way back when the process is killed, before it can commit the outcome
             await asyncio.sleep(2.2)
@@ -247,15 +217,8 @@ async def test_a_payment_whose_process_died_after_the_gateway_call_is_reconciled
             assert data["order"] == {"status": "PAID", "payments": [{"status": "COMPLETED"}]}
             # and nothing is left to reconcile, nor can the order be charged again
             assert "0 checked" in (await payql_cli(env, "reconcile"))[1]
-            second = await client(
-                PROCESS_PAYMENT,
-                input={
-                    "orderId": order["id"],
-                    "paymentMethod": "CREDIT_CARD",
-                    "token": "pm_card_visa",
-                },
-            )
-            assert [e["code"] for e in second["processPayment"]["errors"]] == ["INVALID_STATE"]
+            second = await pay(client, order["id"], token="pm_card_visa")
+            assert [e["code"] for e in second["errors"]] == ["INVALID_STATE"]
 
 
 async def test_migrate_brings_an_empty_database_to_the_schema_and_then_does_nothing(
@@ -353,22 +316,13 @@ async def test_a_graceful_stop_finishes_requests_in_flight_and_closes_subscripti
                     "subscription ($id: ID) { paymentStatusChanged(orderId: $id) { status } }",
                     id=order["id"],
                 )
-                paying = asyncio.create_task(
-                    client(
-                        PROCESS_PAYMENT,
-                        input={
-                            "orderId": order["id"],
-                            "paymentMethod": "CREDIT_CARD",
-                            "token": "pm_card_visa",
-                        },
-                    )
-                )
+                paying = asyncio.create_task(pay(client, order["id"], token="pm_card_visa"))
                 await asyncio.sleep(0.5)  # the payment is at the gateway
                 # when the service is asked to stop (SIGTERM, as a supervisor does)
                 processes[0].terminate()
                 # then the payment in flight still completes
                 paid = await paying
-                assert paid["processPayment"]["payment"]["status"] == "COMPLETED"
+                assert paid["payment"]["status"] == "COMPLETED"
                 # and the subscription is closed by the server, not cut
                 with pytest.raises(WebSocketDisconnect) as closed:
                     while True:
@@ -389,7 +343,6 @@ async def test_with_redis_gone_payments_go_on_and_subscriptions_end_clearly(
             "PAYQL_BROADCAST_URL": f"redis://127.0.0.1:{redis_port}/0",
         }
         watch = "subscription ($id: ID) { paymentStatusChanged(orderId: $id) { status } }"
-        pay_input = {"paymentMethod": "CREDIT_CARD", "token": "pm_card_visa"}
         with private_redis(redis_port) as redis_server, payql_serve(env, free_port()) as base:
             client = Client(base, alice, http)
             order = await place_order(client)
@@ -403,8 +356,8 @@ async def test_with_redis_gone_payments_go_on_and_subscriptions_end_clearly(
                 message = await sub.receive()
                 assert "resubscribe with `after`" in json.dumps(message)
             # and payments go on
-            paid = await client(PROCESS_PAYMENT, input={"orderId": order["id"], **pay_input})
-            assert paid["processPayment"]["payment"]["status"] == "COMPLETED"
+            paid = await pay(client, order["id"], token="pm_card_visa")
+            assert paid["payment"]["status"] == "COMPLETED"
             # when Redis is back, live status works again, with no restart of payql
             with private_redis(redis_port):
                 for _ in range(50):
@@ -412,7 +365,7 @@ async def test_with_redis_gone_payments_go_on_and_subscriptions_end_clearly(
                     async with Subscription.connect(base, http, alice) as sub:
                         await sub.ack()
                         await sub.subscribe(watch, id=other["id"])
-                        await client(PROCESS_PAYMENT, input={"orderId": other["id"], **pay_input})
+                        await pay(client, other["id"], token="pm_card_visa")
                         with contextlib.suppress(TimeoutError):  # not reconnected yet
                             first = await sub.receive()
                             if first["type"] == "next" and not first["payload"].get("errors"):
