@@ -263,7 +263,8 @@ class SimulatedGateway:
         if method == "PAYPAL":
             return "PayPal payments take no card token: leave it out and confirm on the client"
         if token not in TEST_CARDS:
-            return f"unknown payment method token {token!r}: use a Stripe test token"
+            shown = token if len(token) <= 40 else token[:40] + "…"
+            return f"unknown payment method token {shown!r}: use a Stripe test token"
         return None
 
     async def charge(self, request: ChargeRequest) -> ChargeState:

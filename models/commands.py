@@ -42,7 +42,7 @@ from gateways.base import (
     RefundState,
 )
 from models import money, rules
-from models.access import Actor, owns, visible_orders, visible_payments
+from models.access import Actor, one_order, one_payment, owns, visible_payments
 from models.errors import DomainError, ErrorCode, invalid_state, not_found, validation
 from models.ids import new_id
 from models.rules import (
@@ -105,6 +105,7 @@ class PaymentRequest:
     billing_address: Mapping[str, str | None] | None = None
     metadata: Any = None  # checked by _metadata: Stripe-like string keys and values
     idempotency_key: str | None = None
+    client_ip: str | None = None  # for card-testing limits; not part of the request's identity
 
     def fingerprint(self) -> str:
         body = {
@@ -409,6 +410,16 @@ Decide = Callable[[_Tx], Awaitable[None]]
 # -- the service -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class AttemptLimits:
+    """Card-testing protection: how many failed payments a customer, and a client IP,
+    may have within `window` before new attempts are refused (0: no limit)."""
+
+    per_customer: int = 10
+    per_ip: int = 20
+    window: timedelta = timedelta(minutes=15)
+
+
 @dataclass
 class PaymentService:
     gateways: Mapping[str, Gateway]
@@ -421,6 +432,7 @@ class PaymentService:
     # No gateway call outlasts this: a charge not found at the gateway after it never
     # arrived there.
     charge_timeout: timedelta = timedelta(minutes=2)
+    attempt_limits: AttemptLimits = field(default_factory=lambda: AttemptLimits())
 
     # -- orders ------------------------------------------------------------------
 
@@ -511,6 +523,35 @@ class PaymentService:
             raise validation(f"the {name} gateway does not take {method.value}", "paymentMethod")
         return gateway
 
+    async def _check_attempts(self, actor: Actor, client_ip: str | None) -> None:
+        """Card testing: refuse a new attempt from a customer or an address that has
+        failed too often lately. Admins are not limited."""
+        limits = self.attempt_limits
+        if actor.admin:
+            return
+        failed = Payment.filter(
+            status=PaymentStatus.FAILED, created_at__gte=self.clock() - limits.window
+        )
+        minutes = max(1, int(limits.window.total_seconds() // 60))
+        checks = [(limits.per_customer, {"customer_id": actor.customer_id}, "this customer")]
+        if client_ip:
+            checks.append((limits.per_ip, {"client_ip": client_ip}, "this address"))
+        for limit, match, who in checks:
+            if limit and await failed.filter(**match).count() >= limit:
+                log.warning(
+                    "card testing? refused a payment attempt: %d failed from %s "
+                    "(customer %s, ip %s) within %d minutes",
+                    limit,
+                    who,
+                    actor.customer_id,
+                    client_ip,
+                    minutes,
+                )
+                raise DomainError(
+                    ErrorCode.RATE_LIMITED,
+                    f"too many failed payment attempts from {who}: try again in {minutes} minutes",
+                )
+
     async def process_payment(self, actor: Actor, request: PaymentRequest) -> Outcome:
         gateway = self.gateway_for(request.method, request.gateway)
         problem = gateway.accepts_token(request.method.value, request.token)
@@ -525,6 +566,7 @@ class PaymentService:
             existing = await IdempotencyKey.get_or_none(scope=scope, key=key)
             if existing is not None:
                 return await self._replay_payment(actor, existing, fingerprint)
+        await self._check_attempts(actor, request.client_ip)
 
         # Phase 1: record the intent.
         payment_id = new_id("pay")
@@ -576,6 +618,7 @@ class PaymentService:
                     gateway=gateway.name,
                     billing_address=address or order.billing_address,
                     metadata=metadata,
+                    client_ip=request.client_ip,
                 )
                 [created] = await _append_events(
                     conn,
@@ -1203,9 +1246,7 @@ async def _follow_payments(order_id: str, conn: Any) -> None:
 
 
 async def _payable_order(actor: Actor, order_id: str, conn: Any) -> Order:
-    order = (
-        await visible_orders(actor).filter(id=order_id).select_for_update().using_db(conn).first()
-    )
+    order = await one_order(actor, order_id).select_for_update().using_db(conn).first()
     if order is None:
         raise not_found("order", "orderId")
     if order.status is not OrderStatus.PENDING:
@@ -1222,7 +1263,7 @@ async def _payable_order(actor: Actor, order_id: str, conn: Any) -> Order:
 
 
 async def _visible_payment(actor: Actor, payment_id: str) -> Payment:
-    payment = await visible_payments(actor).get_or_none(id=payment_id)
+    payment = await one_payment(actor, payment_id).first()
     if payment is None:
         raise not_found("payment", "id")
     return payment

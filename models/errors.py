@@ -33,6 +33,11 @@ class DomainError(Exception):
         return f"DomainError({self.code.value}, {self.message!r}, field={self.field!r})"
 
 
+class PublicError(Exception):
+    """An expected failure outside the payment rules whose message is meant for the
+    client as it is (a subscriber that fell behind, say): never masked."""
+
+
 def validation(message: str, field: str | None = None) -> DomainError:
     return DomainError(ErrorCode.VALIDATION, message, field)
 

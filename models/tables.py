@@ -103,6 +103,8 @@ class Payment(Model):
     card_exp_month = fields.IntField(null=True)
     card_exp_year = fields.IntField(null=True)
     metadata: Any = fields.JSONField(default=dict)
+    # Where the attempt came from, for card-testing limits (never shown to clients).
+    client_ip = fields.CharField(max_length=45, null=True, db_index=True)
     captured = fields.BigIntField(default=0)
     refunded = fields.BigIntField(default=0)
     refund_pending = fields.BigIntField(default=0)

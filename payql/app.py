@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -25,7 +31,8 @@ from gateways.base import Gateway
 from gateways.simulated import SimulatedGateway
 from models import TORTOISE_MODULES
 from models.catalog import seed_catalog
-from models.commands import PaymentService, ensure_counters
+from models.commands import AttemptLimits, PaymentService, ensure_counters
+from payql.security import BodyLimit, RequestLog, SecurityHeaders, WebsocketGuard, client_ip
 from payql.settings import Settings
 from resolvers.auth import AuthError, actor_from_header
 from resolvers.broadcast import make_broadcast
@@ -33,7 +40,7 @@ from resolvers.context import Context
 from resolvers.live import Hub
 from resolvers.simulated import confirm_endpoint
 from resolvers.webhooks import webhook_endpoint
-from schema.schema import schema
+from schema.schema import Limits, build_schema
 
 log = logging.getLogger("payql")
 
@@ -64,6 +71,22 @@ async def migrate_database(database_url: str) -> list[str]:
     return applied
 
 
+async def make_migration(engine: str, name: str) -> str | None:
+    """Write the next migration for one engine from the models (no database needed)."""
+    from aerich import Command
+
+    url = "sqlite://:memory:" if engine == "sqlite" else "postgres://localhost/offline"
+    command = Command(
+        tortoise_config=tortoise_config(url), app="models", location=str(MIGRATIONS / engine)
+    )
+    await command.init(offline=True)
+    try:
+        made: str | None = await command.migrate(name, no_input=True, offline=True)
+    finally:
+        await command.aclose()
+    return made
+
+
 def tortoise_config(database_url: str) -> dict[str, Any]:
     # The connection is named after its engine: Tortoise caches INSERT statements per
     # connection name, so one name reused for another engine would send it the wrong SQL.
@@ -80,18 +103,60 @@ class PayqlGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view, with our context and token checks."""
 
     def __init__(self, settings: Settings, service: PaymentService, hub: Hub) -> None:
+        limits = Limits(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_aliases,
+            max_tokens=settings.max_tokens,
+            max_cost=settings.max_query_cost,
+            production=settings.production,
+        )
         super().__init__(
-            schema,
+            build_schema(limits),
+            # Production: no IDE (and the schema refuses introspection).
             graphql_ide=None if settings.production else "graphiql",
+            # Only graphql-transport-ws: no subscriptions over HTTP streams, which
+            # would dodge the websocket limits.
             subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+            # CSRF: queries only by GET; POST only as JSON (a form can't send that);
+            # no multipart. Strawberry refuses mutations over GET.
+            allow_queries_via_get=True,
             multipart_uploads_enabled=False,
+            # A browser's websocket must come from our own origin or an allowed one
+            # (cross-site websocket hijacking).
+            allowed_origins=settings.allowed_origins,
         )
         self.settings = settings
         self.service = service
         self.hub = hub
+        self._ide_csp: str | None = None
+
+    def parse_json(self, data: str | bytes) -> Any:
+        # Strawberry fails with a 500 on a body that is JSON but not an object (found by
+        # fuzzing): say what is wrong instead. A list goes on to the batching check.
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(
+                400, 'the body must be a JSON object: {"query": "…", "variables": {…}}'
+            )
+        return parsed
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        html = self.graphql_ide_html
+        if self._ide_csp is None:
+            self._ide_csp = ide_csp(html)
+        return HTMLResponse(html, headers={"content-security-policy": self._ide_csp})
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        context = Context(service=self.service, actor=None, live=self.hub)
+        state = request.scope.get("state", {})
+        context = Context(
+            service=self.service,
+            actor=None,
+            live=self.hub,
+            request_id=state.get("request_id"),
+            client_ip=client_ip(request.scope),
+            notes=state.get("log", {}),
+            max_subscriptions=self.settings.subscriptions_per_connection,
+        )
         if isinstance(request, WebSocket):
             context.streaming = True  # the token comes in connection_init
             return context
@@ -114,6 +179,21 @@ class PayqlGraphQL(GraphQL[Context, None]):
             )
         except AuthError as exc:
             raise ConnectionRejectionError({"reason": str(exc)}) from None
+
+
+def ide_csp(html: str) -> str:
+    """A CSP the GraphiQL page satisfies: its inline scripts by hash, its assets from
+    unpkg (until they are served by payql itself), fetches and websockets to us."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+        for script in re.findall(r"<script>(.*?)</script>", html, re.DOTALL)
+    )
+    return (
+        f"default-src 'none'; script-src 'self' https://unpkg.com {hashes}; "
+        "style-src 'self' https://unpkg.com 'unsafe-inline'; img-src 'self' data:; "
+        "font-src 'self' https://unpkg.com data:; connect-src 'self' ws: wss:; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    )
 
 
 async def healthz(request: Request) -> Response:
@@ -143,6 +223,11 @@ def build_service(settings: Settings, hub: Hub) -> PaymentService:
         publisher=hub,
         refund_window=timedelta(days=settings.refund_window_days),
         card_gateway=settings.card_gateway,
+        attempt_limits=AttemptLimits(
+            per_customer=settings.failed_payments_per_customer,
+            per_ip=settings.failed_payments_per_ip,
+            window=timedelta(seconds=settings.failed_payments_window_s),
+        ),
     )
 
 
@@ -200,7 +285,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     if isinstance(simulated, SimulatedGateway):
         routes.append(Route("/simulated/confirm", confirm_endpoint(simulated), methods=["POST"]))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware = [
+        Middleware(RequestLog),
+        Middleware(SecurityHeaders, production=settings.production),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.allowed_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id"],
+            max_age=600,
+        ),
+        Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+        Middleware(WebsocketGuard, per_ip=settings.websockets_per_ip),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings = settings
     app.state.service = service
     app.state.hub = hub

@@ -1,10 +1,11 @@
-"""The `payql` command: serve, migrate, token, seed-demo, reconcile."""
+"""The `payql` command: serve, migrate, makemigrations, token, seed-demo, reconcile."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
 from datetime import timedelta
 
@@ -40,7 +41,18 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         print("Paste one of these into GraphiQL's Headers tab:")
         print(f'  admin:    {{"Authorization": "Bearer {admin}"}}')
         print(f'  customer: {{"Authorization": "Bearer {customer}"}}\n', flush=True)
-    uvicorn.run("payql.app:create_app", factory=True, host=host, port=port, workers=workers or None)
+    from payql.logs import logging_config
+
+    uvicorn.run(
+        "payql.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers or None,
+        log_config=logging_config(settings.log_json),
+        access_log=False,  # payql logs each request itself, with its id
+        ws_max_size=settings.max_body_bytes,
+    )
 
 
 def seed_demo(settings: Settings) -> None:
@@ -88,6 +100,22 @@ def reconcile(settings: Settings) -> None:
     )
 
 
+def make_migrations(name: str, engine: str | None) -> None:
+    if engine is None:
+        # One process per engine: Tortoise and aerich keep global state that would mix
+        # one engine's changes into the other's migration.
+        for each in ("sqlite", "postgres"):
+            subprocess.run(
+                [sys.executable, "-m", "payql.cli", "makemigrations", name, "--engine", each],
+                check=True,
+            )
+        return
+    from payql.app import make_migration
+
+    made = asyncio.run(make_migration(engine, name))
+    print(f"{engine}: wrote {made}" if made else f"{engine}: no changes")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="payql", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         "reconcile", help="ask the gateways about payments a lost answer left unresolved"
     )
     commands.add_parser("migrate", help="bring the database to the current schema")
+    make_cmd = commands.add_parser(
+        "makemigrations", help="after a model change: write the next migration for each engine"
+    )
+    make_cmd.add_argument("name", help="a short name, e.g. add_client_ip")
+    make_cmd.add_argument("--engine", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     try:
@@ -122,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         reconcile(settings)
     elif args.command == "migrate":
         migrate(settings)
+    elif args.command == "makemigrations":
+        make_migrations(args.name, args.engine)
     return 0
 
 

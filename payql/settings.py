@@ -6,9 +6,27 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEV_JWT_SECRET = "payql-development-secret-change-me"
 DEV_WEBHOOK_SECRET = "whsec_payql_development"
+
+
+# Whole-number limits, each read from PAYQL_<NAME> and at least 1 (0 turns off the
+# ones marked so in Settings).
+LIMITS = (
+    "max_query_depth",
+    "max_aliases",
+    "max_tokens",
+    "max_query_cost",
+    "max_body_bytes",
+    "failed_payments_per_customer",
+    "failed_payments_per_ip",
+    "failed_payments_window_s",
+    "websockets_per_ip",
+    "subscriptions_per_connection",
+)
+MAY_BE_OFF = ("failed_payments_per_customer", "failed_payments_per_ip")
 
 
 class SettingsError(ValueError):
@@ -37,6 +55,25 @@ class Settings:
     generate_schemas: bool = False
     # How often the server reconciles payments a lost answer left unresolved (0: never).
     reconcile_every_s: int = 60
+    # Browser origins that may call the API (CORS) and open its websockets.
+    allowed_origins: tuple[str, ...] = ()
+    # What one GraphQL document may ask for.
+    max_query_depth: int = 10
+    max_aliases: int = 30
+    max_tokens: int = 2000
+    max_query_cost: int = 200_000
+    # Largest request body accepted (bytes), and largest websocket message.
+    max_body_bytes: int = 256 * 1024
+    # Card-testing protection: failed payments allowed per customer and per client IP
+    # within the window, before processPayment answers RATE_LIMITED (0: no limit).
+    failed_payments_per_customer: int = 10
+    failed_payments_per_ip: int = 20
+    failed_payments_window_s: int = 900
+    # Websocket connections per client IP (per process), subscriptions per connection.
+    websockets_per_ip: int = 50
+    subscriptions_per_connection: int = 20
+    # Log lines as JSON (the default in production) or as text.
+    log_json: bool = False
 
     @property
     def production(self) -> bool:
@@ -51,6 +88,10 @@ class Settings:
             return env.get(f"PAYQL_{name}", "").strip() or default
 
         production = get("ENV", defaults.env) == "production"
+        limits: dict[str, Any] = {
+            name: _int(get(name.upper(), str(getattr(defaults, name))), name.upper())
+            for name in LIMITS
+        }
         settings = cls(
             database_url=get("DATABASE_URL", defaults.database_url),
             broadcast_url=get("BROADCAST_URL", defaults.broadcast_url),
@@ -72,6 +113,11 @@ class Settings:
             card_gateway=get(
                 "CARD_GATEWAY", "stripe" if get("STRIPE_SECRET_KEY", "") else "simulated"
             ),
+            allowed_origins=tuple(
+                o.strip().rstrip("/") for o in get("ALLOWED_ORIGINS", "").split(",") if o.strip()
+            ),
+            log_json=_flag(get("LOG_JSON", "1" if production else "0"), "LOG_JSON"),
+            **limits,
         )
         settings.check()
         return settings
@@ -82,6 +128,16 @@ class Settings:
             raise SettingsError("PAYQL_ENV must be 'development' or 'production'")
         if self.refund_window_days < 0:
             raise SettingsError("PAYQL_REFUND_WINDOW_DAYS must be zero or more")
+        for name in LIMITS:
+            lowest = 0 if name in MAY_BE_OFF else 1
+            if getattr(self, name) < lowest:
+                raise SettingsError(f"PAYQL_{name.upper()} must be {lowest} or more")
+        for origin in self.allowed_origins:
+            if origin == "*" or not origin.startswith(("http://", "https://")):
+                raise SettingsError(
+                    f"PAYQL_ALLOWED_ORIGINS lists origins like https://shop.example.com, "
+                    f"comma-separated; {origin!r} is not one (no wildcards)"
+                )
         if self.simulated_latency_ms < 0:
             raise SettingsError("PAYQL_SIMULATED_LATENCY_MS must be zero or more")
         if self.production and (self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32):

@@ -25,6 +25,13 @@ class Context:
     # not cache, or a subscriber would be served stale rows.
     streaming: bool = False
     connection_params: Any = None
+    request_id: str | None = None
+    client_ip: str | None = None
+    # Log notes for the request's one log line (the operation's name).
+    notes: dict[str, Any] = field(default_factory=dict)
+    # Over a websocket: how many subscriptions this connection may have open, and has.
+    max_subscriptions: int = 20
+    active_subscriptions: int = 0
     _loaders: Loaders = field(default_factory=Loaders)
 
     @property

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.commands import StatusChange
+from models.errors import PublicError
 from resolvers.broadcast import CONNECTION_LOST
 
 log = logging.getLogger("payql.live")
@@ -51,11 +52,11 @@ class LiveChange:
         )
 
 
-class SlowSubscriber(Exception):
-    pass
+class SlowSubscriber(PublicError):
+    """The subscriber fell too far behind and was closed."""
 
 
-class Interrupted(Exception):
+class Interrupted(PublicError):
     """The broadcast connection was lost: changes may have been missed meanwhile."""
 
 

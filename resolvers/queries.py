@@ -12,7 +12,7 @@ from graphql import GraphQLError
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
-from models.access import visible_orders, visible_payments
+from models.access import fits, one_order, one_payment, visible_orders, visible_payments
 from models.rules import PaymentMethod, PaymentStatus
 from models.tables import Order, Payment, Product
 from resolvers.context import Context
@@ -45,7 +45,7 @@ def query_error(code: str, message: str) -> GraphQLError:
 
 
 async def payment(ctx: Context, payment_id: str) -> Payment | None:
-    return await visible_payments(ctx.who).get_or_none(id=payment_id)
+    return await one_payment(ctx.who, payment_id).first()
 
 
 async def payments(
@@ -58,9 +58,9 @@ async def payments(
         if where.status:
             query = query.filter(status__in=where.status)
         if where.order_id:
-            query = query.filter(order_id=where.order_id)
+            query = query.filter(order_id=fits(where.order_id))
         if where.gateway:
-            query = query.filter(gateway=where.gateway)
+            query = query.filter(gateway=fits(where.gateway, 32))
         if where.payment_method:
             query = query.filter(payment_method=where.payment_method)
         if where.customer_email:
@@ -73,14 +73,14 @@ async def payments(
 
 
 async def payments_by_order(ctx: Context, order_id: str) -> list[Payment]:
-    order = await visible_orders(ctx.who).get_or_none(id=order_id)
+    order = await one_order(ctx.who, order_id).first()
     if order is None:
         return []
     return await ctx.loaders.payments_by_order_id.load(order.id)
 
 
 async def order(ctx: Context, order_id: str) -> Order | None:
-    return await visible_orders(ctx.who).get_or_none(id=order_id)
+    return await one_order(ctx.who, order_id).first()
 
 
 async def orders(ctx: Context, first: int, after: str | None) -> Page[Order]:
@@ -116,6 +116,8 @@ def _encode_cursor(row: Order | Payment) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         created, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        if not last_id or last_id != fits(last_id):
+            raise ValueError("no id of ours")
         return datetime.fromisoformat(created), last_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise query_error("VALIDATION", "after is not a cursor from this list") from None

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
 
 from graphql import GraphQLError
 from tortoise.queryset import QuerySet
 
-from models.access import Actor, visible_orders, visible_payments
+from models.access import Actor, one_order, one_payment
 from models.ids import event_position
 from models.rules import PaymentStatus
 from models.tables import PaymentEvent
@@ -50,9 +51,9 @@ async def payment_status_changed(
     actor = ctx.who
     if ctx.live is None:
         raise _refuse("INTERNAL", "live status is not running")
-    if payment_id is not None and not await visible_payments(actor).filter(id=payment_id).exists():
+    if payment_id is not None and not await one_payment(actor, payment_id).exists():
         raise _refuse("NOT_FOUND", "payment not found")
-    if order_id is not None and not await visible_orders(actor).filter(id=order_id).exists():
+    if order_id is not None and not await one_order(actor, order_id).exists():
         raise _refuse("NOT_FOUND", "order not found")
     if payment_id is None and order_id is None and not actor.admin:
         raise _refuse("FORBIDDEN", "name a paymentId or orderId (only admins may watch all)")
@@ -62,7 +63,26 @@ async def payment_status_changed(
         if position is None:
             raise _refuse("VALIDATION", "after is not a cursor from this subscription")
     scope = _Scope(actor, payment_id, order_id)
+    if ctx.active_subscriptions >= ctx.max_subscriptions:
+        raise _refuse(
+            "RATE_LIMITED",
+            f"this connection already has {ctx.max_subscriptions} subscriptions open, the "
+            "most it may: end one, or open another connection",
+        )
+    ctx.active_subscriptions += 1
+    try:
+        async with aclosing(_follow(ctx, scope, position)) as changes:
+            async for change in changes:
+                yield change
+    finally:
+        ctx.active_subscriptions -= 1
 
+
+async def _follow(
+    ctx: Context, scope: _Scope, position: int | None
+) -> AsyncGenerator[Change, None]:
+    assert ctx.live is not None
+    payment_id, order_id = scope.payment_id, scope.order_id
     # Listen first, then read: a change committed in between is in both, and skipped
     # once. Positions are commit-ordered (models/commands._append_events), so the
     # backlog after a cursor has no gaps; per payment, nothing older than what was

@@ -11,6 +11,7 @@ from models.commands import CustomerData, PaymentRequest
 from resolvers import mutations
 from resolvers.context import Context
 from schema.enums import CaptureMethod
+from schema.guards import GuardInput
 from schema.inputs import CreateOrderInput, ProcessPaymentInput, RefundPaymentInput
 from schema.payloads import (
     CreateOrderPayload,
@@ -22,7 +23,7 @@ from schema.payloads import (
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation
+    @strawberry.mutation(extensions=[GuardInput()])
     async def create_order(
         self, info: Info[Context, None], input: CreateOrderInput
     ) -> CreateOrderPayload:
@@ -38,7 +39,7 @@ class Mutation:
         )
         return CreateOrderPayload.of(outcome)
 
-    @strawberry.mutation
+    @strawberry.mutation(extensions=[GuardInput()])
     async def process_payment(
         self, info: Info[Context, None], input: ProcessPaymentInput
     ) -> ProcessPaymentPayload:
@@ -53,10 +54,11 @@ class Mutation:
             billing_address=input.billing_address.as_dict() if input.billing_address else None,
             metadata=input.metadata,
             idempotency_key=input.idempotency_key,
+            client_ip=info.context.client_ip,
         )
         return ProcessPaymentPayload.of(await mutations.process_payment(info.context, request))
 
-    @strawberry.mutation
+    @strawberry.mutation(extensions=[GuardInput()])
     async def refund_payment(
         self, info: Info[Context, None], input: RefundPaymentInput
     ) -> RefundPaymentPayload:
@@ -65,27 +67,33 @@ class Mutation:
         )
         return RefundPaymentPayload.of(outcome)
 
-    @strawberry.mutation(description="Capture an AUTHORIZED payment, all of it or less.")
+    @strawberry.mutation(
+        extensions=[GuardInput()],
+        description="Capture an AUTHORIZED payment, all of it or less.",
+    )
     async def capture_payment(
         self, info: Info[Context, None], id: strawberry.ID, amount: Decimal | None = None
     ) -> PaymentPayload:
         return PaymentPayload.of(await mutations.capture_payment(info.context, id, amount))
 
     @strawberry.mutation(
-        description="Cancel a payment that has not completed; voids an authorization."
+        extensions=[GuardInput()],
+        description="Cancel a payment that has not completed; voids an authorization.",
     )
     async def cancel_payment(self, info: Info[Context, None], id: strawberry.ID) -> PaymentPayload:
         return PaymentPayload.of(await mutations.cancel_payment(info.context, id))
 
     @strawberry.mutation(
+        extensions=[GuardInput()],
         description="Ask the gateway for the payment's true state and apply it "
-        "(never trusts the client)."
+        "(never trusts the client).",
     )
     async def sync_payment(self, info: Info[Context, None], id: strawberry.ID) -> PaymentPayload:
         return PaymentPayload.of(await mutations.sync_payment(info.context, id))
 
     @strawberry.mutation(
-        description="Admin only: an offline payment (bank transfer, cash on delivery) has arrived."
+        extensions=[GuardInput()],
+        description="Admin only: an offline payment (bank transfer, cash on delivery) has arrived.",
     )
     async def mark_payment_received(
         self, info: Info[Context, None], id: strawberry.ID

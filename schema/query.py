@@ -8,6 +8,7 @@ from strawberry.types import Info
 from resolvers import queries
 from resolvers.context import Context
 from schema.enums import PaymentStatus
+from schema.guards import GuardInput
 from schema.inputs import PaymentFilter
 from schema.types import Order, Payment, Product
 
@@ -44,12 +45,12 @@ def _where(f: PaymentFilter | None) -> queries.PaymentQuery | None:
 
 @strawberry.type
 class Query:
-    @strawberry.field
+    @strawberry.field(extensions=[GuardInput()])
     async def payment(self, info: Info[Context, None], id: strawberry.ID) -> Payment | None:
         row = await queries.payment(info.context, id)
         return Payment.of(row) if row else None
 
-    @strawberry.field
+    @strawberry.field(extensions=[GuardInput()])
     async def payments(
         self,
         info: Info[Context, None],
@@ -65,25 +66,25 @@ class Query:
             has_next_page=page.has_next_page,
         )
 
-    @strawberry.field
+    @strawberry.field(extensions=[GuardInput()])
     async def payments_by_order(
         self, info: Info[Context, None], order_id: strawberry.ID
     ) -> list[Payment]:
         return [Payment.of(p) for p in await queries.payments_by_order(info.context, order_id)]
 
-    @strawberry.field
+    @strawberry.field(extensions=[GuardInput()])
     async def payment_status(
         self, info: Info[Context, None], id: strawberry.ID
     ) -> PaymentStatus | None:
         row = await queries.payment(info.context, id)
         return row.status if row else None
 
-    @strawberry.field
+    @strawberry.field(extensions=[GuardInput()])
     async def order(self, info: Info[Context, None], id: strawberry.ID) -> Order | None:
         row = await queries.order(info.context, id)
         return Order.of(row) if row else None
 
-    @strawberry.field
+    @strawberry.field(extensions=[GuardInput()])
     async def orders(
         self, info: Info[Context, None], first: int = 20, after: str | None = None
     ) -> OrderPage:
@@ -95,6 +96,6 @@ class Query:
             has_next_page=page.has_next_page,
         )
 
-    @strawberry.field
+    @strawberry.field(extensions=[GuardInput()])
     async def products(self, info: Info[Context, None]) -> list[Product]:
         return [Product.of(p) for p in await queries.products(info.context)]

@@ -13,6 +13,7 @@ from models.ids import event_id
 from resolvers import subscriptions
 from resolvers.context import Context
 from schema.enums import PaymentStatus
+from schema.guards import guard_input
 from schema.types import Payment
 
 
@@ -61,6 +62,7 @@ class Subscription:
         order_id: strawberry.ID | None = None,
         after: strawberry.ID | None = None,
     ) -> AsyncGenerator[PaymentStatusChange, None]:
+        guard_input(paymentId=payment_id, orderId=order_id, after=after)
         changes = subscriptions.payment_status_changed(info.context, payment_id, order_id, after)
         async for change in changes:
             yield PaymentStatusChange(change=change)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -11,6 +12,8 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -102,6 +105,12 @@ def base_settings(database_url: str) -> Settings:
         jwt_secret=secrets.token_hex(32),
         reconcile_every_s=0,
         generate_schemas=True,  # a throwaway database; `payql serve` tests migrate instead
+        # The whole suite pays from one address, and some customers decline often: the
+        # card-testing limits are set by the tests that test them (`attempt_limits`).
+        allowed_origins=("https://shop.example",),
+        failed_payments_per_customer=0,
+        failed_payments_per_ip=0,
+        websockets_per_ip=1000,
     )
 
 
@@ -157,6 +166,48 @@ def _run_sync(coro: Any) -> None:
         raise errors[0]
 
 
+@contextmanager
+def payql_serve(
+    env: dict[str, str],
+    port: int,
+    processes: list[subprocess.Popen[bytes]] | None = None,
+    workers: int = 0,
+    log: Path | None = None,
+) -> Iterator[str]:
+    """`payql serve` in a process of its own; stopped with SIGTERM, as a supervisor would.
+    The process is appended to `processes`, for a test that kills it otherwise. Its log
+    (stderr) goes to `log`, or to a temporary file shown if it fails to start."""
+    with contextlib.ExitStack() as stack:
+        if log is None:
+            log = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "payql.log"
+        stderr = stack.enter_context(log.open("wb"))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "payql.cli", "serve", "--port", str(port)]
+            + (["--workers", str(workers)] if workers else []),
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        if processes is not None:
+            processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"payql serve did not start: {log.read_text()!r}")
+                time.sleep(0.1)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
 class GraphQLError(AssertionError):
     pass
 
@@ -204,12 +255,18 @@ class Subscription:
     @classmethod
     @asynccontextmanager
     async def connect(
-        cls, base_url: str, http: httpx.AsyncClient, token: str | None
+        cls,
+        base_url: str,
+        http: httpx.AsyncClient,
+        token: str | None,
+        headers: dict[str, str] | None = None,
     ) -> AsyncIterator[Subscription]:
         from httpx_ws import aconnect_ws
 
         url = base_url.replace("http://", "ws://") + "/graphql"
-        async with aconnect_ws(url, http, subprotocols=["graphql-transport-ws"]) as ws:
+        async with aconnect_ws(
+            url, http, subprotocols=["graphql-transport-ws"], headers=headers or {}
+        ) as ws:
             payload = {"Authorization": f"Bearer {token}"} if token else {}
             await ws.send_json({"type": "connection_init", "payload": payload})
             yield cls(ws)

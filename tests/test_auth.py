@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -43,7 +45,36 @@ def no_role(server: LiveServer) -> str:
     )
 
 
-@pytest.mark.parametrize("make_token", [None, forged, expired, unsigned, no_role])
+def unknown_role(server: LiveServer) -> str:
+    return jwt.encode(
+        {"sub": "x", "role": "superadmin", "exp": 4102444800},
+        server.settings.jwt_secret,
+        algorithm="HS256",
+    )
+
+
+def other_algorithm(server: LiveServer) -> str:
+    # the right secret, but an algorithm payql does not accept (no algorithm confusion)
+    return jwt.encode(
+        {"sub": "admin", "role": "admin", "exp": 4102444800},
+        server.settings.jwt_secret,
+        algorithm="HS512",
+    )
+
+
+def tampered(server: LiveServer) -> str:
+    # a customer's real token with its claims edited to make her an admin
+    header, _, signature = server.token("cus_alice").split(".")
+    claims = base64.urlsafe_b64encode(
+        json.dumps({"sub": "cus_alice", "role": "admin", "exp": 4102444800}).encode()
+    )
+    return f"{header}.{claims.decode().rstrip('=')}.{signature}"
+
+
+@pytest.mark.parametrize(
+    "make_token",
+    [None, forged, expired, unsigned, no_role, unknown_role, other_algorithm, tampered],
+)
 async def test_missing_forged_or_expired_tokens_are_refused(
     anonymous: Client, server: LiveServer, make_token: Any
 ) -> None:
@@ -110,3 +141,46 @@ async def test_listing_all_payments_is_for_admins(
     assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]
     page = (await admin(PAYMENTS))["payments"]
     assert page["total"] >= 1
+
+
+CAPTURE = "mutation ($id: ID!) { capturePayment(id: $id) { payment { id } errors { code } } }"
+RECEIVED = """mutation ($id: ID!) {
+  markPaymentReceived(id: $id) { payment { id } errors { code } } }"""
+ORDERS_AFTER = """query ($after: String) {
+  orders(first: 100, after: $after) { items { id customer { id } } endCursor } }"""
+PAYMENTS_OF_ORDER = """query ($id: ID!) {
+  payments(filter: {orderId: $id}) { items { id } } }"""
+
+
+async def test_a_customer_cannot_capture_or_mark_received_anothers_payment(
+    alice: Client, bob: Client, authorized_payment: dict[str, Any]
+) -> None:
+    # (both are for admins only)
+    capture = (await bob(CAPTURE, id=authorized_payment["id"]))["capturePayment"]
+    assert capture["payment"] is None
+    assert [e["code"] for e in capture["errors"]] == ["FORBIDDEN"]
+    received = (await bob(RECEIVED, id=authorized_payment["id"]))["markPaymentReceived"]
+    assert received["payment"] is None
+    assert [e["code"] for e in received["errors"]] == ["FORBIDDEN"]
+    # and Alice's payment is as it was
+    assert (await alice(PAYMENT, id=authorized_payment["id"]))["payment"]["status"] == "AUTHORIZED"
+
+
+async def test_a_cursor_from_anothers_list_shows_only_ones_own_orders(
+    alice: Client, bob: Client, pending_order: dict[str, Any]
+) -> None:
+    # given a cursor taken from Alice's list of orders
+    cursor = (await alice(ORDERS_AFTER))["orders"]["endCursor"]
+    # when Bob pages with it
+    page = (await bob(ORDERS_AFTER, after=cursor))["orders"]["items"]
+    # then he sees only his own orders
+    assert {o["customer"]["id"] for o in page} <= {"cus_bob"}
+    assert pending_order["id"] not in {o["id"] for o in page}
+
+
+async def test_a_customer_cannot_filter_the_payment_list_for_anothers_order(
+    bob: Client, completed_payment: dict[str, Any]
+) -> None:
+    body = await bob.post(PAYMENTS_OF_ORDER, id=completed_payment["orderId"])
+    assert body["data"] is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import pay, refund
+from conftest import pay, place_order, refund
 from support import (
     Client,
     LiveServer,
@@ -97,6 +97,34 @@ async def test_a_customer_cannot_subscribe_to_anothers_payment_or_order(
     async with Subscription.connect(server.url, http, server.token("cus_bob")) as sub:
         await sub.ack()
         await sub.subscribe(STATUS_CHANGED, **{by: target})
+        assert await sub.refusal() == "NOT_FOUND"
+
+
+async def test_a_cursor_from_anothers_payment_replays_none_of_it(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    bob: Client,
+    completed_payment: dict[str, Any],
+) -> None:
+    # given a cursor from the start of Alice's payment (seen by an admin)
+    admin = server.token("admin", role="admin")
+    async with Subscription.connect(server.url, http, admin) as watcher:
+        await watcher.ack()
+        await watcher.subscribe(STATUS_CHANGED, paymentId=completed_payment["id"])
+        alices_cursor = (await watcher.next())["paymentStatusChanged"]["cursor"]
+    # and Bob's own order, paid after it
+    bobs = await pay(bob, (await place_order(bob))["id"], token="pm_card_visa")
+    # when Bob resumes from Alice's cursor, on his own order
+    async with Subscription.connect(server.url, http, server.token("cus_bob")) as sub:
+        await sub.ack()
+        await sub.subscribe(STATUS_CHANGED, orderId=bobs["payment"]["orderId"], after=alices_cursor)
+        # then he gets his own payment's changes only
+        first = (await sub.next())["paymentStatusChanged"]
+        assert first["payment"]["id"] == bobs["payment"]["id"]
+    # and with Alice's payment id and her cursor, nothing at all
+    async with Subscription.connect(server.url, http, server.token("cus_bob")) as sub:
+        await sub.ack()
+        await sub.subscribe(STATUS_CHANGED, paymentId=completed_payment["id"], after=alices_cursor)
         assert await sub.refusal() == "NOT_FOUND"
 
 

@@ -11,9 +11,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,48 +25,11 @@ from support import (
     Subscription,
     database,
     free_port,
+    payql_serve,
     private_redis,
 )
 
 from resolvers.auth import mint_token
-
-
-@contextmanager
-def payql_serve(
-    env: dict[str, str],
-    port: int,
-    processes: list[subprocess.Popen[bytes]] | None = None,
-    workers: int = 0,
-) -> Iterator[str]:
-    """`payql serve` in a process of its own; stopped with SIGTERM, as a supervisor would.
-    The process is appended to `processes`, for a test that kills it otherwise."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "payql.cli", "serve", "--port", str(port)]
-        + (["--workers", str(workers)] if workers else []),
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    if processes is not None:
-        processes.append(process)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"payql serve did not start: {process.stderr.read()!r}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        assert process.stderr is not None
-        process.stderr.close()
 
 
 async def test_a_payment_waiting_for_3d_secure_survives_a_restart(

@@ -85,11 +85,32 @@ def test_a_stripe_key_makes_stripe_the_card_gateway() -> None:
         {"PAYQL_ENV": "staging"},
         {"PAYQL_REFUND_WINDOW_DAYS": "ten"},
         {"PAYQL_REFUND_WINDOW_DAYS": "-1"},
+        {"PAYQL_ALLOWED_ORIGINS": "*"},
+        {"PAYQL_ALLOWED_ORIGINS": "shop.example.com"},
+        {"PAYQL_MAX_QUERY_DEPTH": "0"},
+        {"PAYQL_MAX_BODY_BYTES": "lots"},
+        {"PAYQL_FAILED_PAYMENTS_PER_IP": "-1"},
+        {"PAYQL_LOG_JSON": "maybe"},
     ],
 )
 def test_malformed_settings_are_refused_with_their_name(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError, match="PAYQL_"):
         Settings.from_env(env)
+
+
+def test_limits_and_origins_come_from_payql_variables() -> None:
+    settings = Settings.from_env(
+        {
+            "PAYQL_ALLOWED_ORIGINS": "https://shop.example.com, http://localhost:5173/",
+            "PAYQL_MAX_QUERY_COST": "5000",
+            "PAYQL_FAILED_PAYMENTS_PER_CUSTOMER": "0",
+        }
+    )
+    assert settings.allowed_origins == ("https://shop.example.com", "http://localhost:5173")
+    assert settings.max_query_cost == 5000
+    assert settings.failed_payments_per_customer == 0  # off
+    assert settings.max_query_depth == 10  # the default
+    assert not settings.log_json
 
 
 def test_the_token_command_mints_a_token_the_service_accepts(

@@ -105,8 +105,12 @@ async def test_a_declined_card_fails_with_stripes_decline_code(
 async def test_a_malformed_token_is_refused_before_stripe_is_called(
     alice: Client, emulator: Localstripe, pending_order: dict[str, Any]
 ) -> None:
-    payload = await stripe_pay(alice, pending_order["id"], token="4242424242424242")
+    # a token that is no Stripe token
+    payload = await stripe_pay(alice, pending_order["id"], token="card_visa_1234")
     assert [(e["code"], e["field"]) for e in payload["errors"]] == [("VALIDATION", "token")]
+    # a raw card number in its place
+    payload = await stripe_pay(alice, pending_order["id"], token="4242424242424242")
+    assert [(e["code"], e["field"]) for e in payload["errors"]] == [("CARD_DATA_REJECTED", "token")]
 
 
 async def test_3d_secure_through_stripe_completes_by_webhook_and_reaches_a_subscriber(

@@ -1,0 +1,82 @@
+from tortoise import BaseDBAsyncClient
+
+RUN_IN_TRANSACTION = True
+
+
+async def upgrade(db: BaseDBAsyncClient) -> str:
+    return """
+        ALTER TABLE "payment" ADD "client_ip" VARCHAR(45);
+        CREATE INDEX "idx_payment_client__95d604" ON "payment" ("client_ip");"""
+
+
+async def downgrade(db: BaseDBAsyncClient) -> str:
+    return """
+        DROP INDEX IF EXISTS "idx_payment_client__95d604";
+        ALTER TABLE "payment" DROP COLUMN "client_ip";"""
+
+
+MODELS_STATE = (
+    "eJztXetz2rgW/1c0fNl2hs0khKS9mZ2dIcRpuU0gF8j2tmXHo9gK8cTIrh9Jmb353++R/M"
+    "QPaoMdjOsvwZHOkc1Ph6PzkvxPa6HJRDUP+ppNLWK0ztA/LYoXBC6iXW3UwroedLAGC9+p"
+    "nFYKEd2ZloElC5rvsWoSaJKJKRmKbikaZcRDuIGMXBazjcjB/ABZDwRphkwMRO3FHXyY5L"
+    "tNqEQO2KCyJsGoCp1vyG9TBf4TLW1OgJB9z29/Q7NCZfKDmN6/+qN4rxBVXoGBf0In7xGt"
+    "pc5b+w/YuOS07OnuRElT7QUN0+tL60GjPgM8PmudE0oMbBE5BA+1VdUF0mtynhcaLMMm/o"
+    "PKQYNM7rGtMpAZt/MMQVtLFIejqTgRpqLYik2AxxHC1G2SNMomT6GWyTFY4B+iSujceoB/"
+    "jzsvzn0CJBwqdsO/euP+x974zXHnLbuhBhLgSMbQ7enwrhc+BLawMwhHPoD6Cat2Atbnyn"
+    "xArWS0fZYI3PAVNoHbawjwDmTYA/ewLLTn7Al+/1enc3z8rnN4fPr+pPvu3cn7w/dAyx83"
+    "3vVuzZScDz4MhtPV2WANLy9M1u8fQ1PAGu6w9PiMDVmM9WgdLY023rXoLKItmOI5x5J9b/"
+    "bArma5UEzdtkiS0vG61iodOUT0U6XTQxL8ZOeEPTpXFnMQi2e8RAbRNQMkpI0eiW4hbCLF"
+    "MpEKvaaFTAs+4xpo28G2UEeKnEcZOdS1U0Wdk5MMugioUpUR71uvjfCCrTD51FHA83r6qE"
+    "zUX00ltUMiLtmGASv3Mo+gh3mKEfddQ7+69mZZetNX3rcRhJkmss08+AYcdUS3IMsmANgg"
+    "2IQnygFwwLERwK4uria+p90M+J52U/FlXREVAXABFiJO0M8X0GMpC5KiKFY4I1jLLuuBd7"
+    "GPog1fUB5RdelKxRrop4NrYTLtXd+w2y1M87vK8etNBdbT4a3LSOub08g0+YOgz4PpR8T+"
+    "RV9HQ4HDq5nW3OB3DOimX1vsmbBtaSLVnkUsh4wJr9VDbWXWbV3ecNZXOZtZr8qsexiFpt"
+    "19+mDWdbxcEGqJ+SzfVa4aLlrdwwxKtXuYqlRZV4IrGMM9DvqlZhBlTj+RJYd+AA+JqZTk"
+    "hbve3E0w0p5B/uKJldcaaCoDP/vuWUTaAAH43oS7tq0xyP940Acjdzde9kAmC12zmHEMM9"
+    "ZKcLYjFO11PrcS0IqPLnEW3xurKjF+M8EtXqJ7zUAaJUjTmSgAzRn3oe8VA5xkg4XtTAtI"
+    "72FiiKHD/IAjTWXoMWFuE53xYkdP8M6/tUwJBmS97Fv/vY23vs5/TNRWCb6jK4PVdddf0X"
+    "FM9+D9Ocvs5XgMNVwvjk6zLBhAlbpi8L5VO9xVAVnxdclriG6BEakA3ZCOyoNyhK2GaBfv"
+    "UIL612xDIjmtzAhbDaEuxsxc8d21hc6Mo6SlUdNUgmmK5x7miyB9B4xlQe23lGdfJi55o9"
+    "HViod2PogsgMPb63MBVDbHHogUKy2g2kRLauY3p0VLKpLZG7FEfCvB1XA61noYkm1a2oIY"
+    "oubT/szBSJ/tJtFWDe2fbqM71Rp5oA44agd38YkI/9eUT5wjbGXZNbtDuoSUhAdZ3oKhGG"
+    "MNrcjOYRZFAlTp7tFh3JD0gCMLrKgbQe5z1k/COydZRByo1nikCULepObLTc1bmoUTZHld"
+    "0NBnaWpONq45WVcRIYDFEct07Lw6osVt6Qm/88GNMLwYDD+08s1Jy2U7Q+7FjN70BhfwL/"
+    "xl1+PpoHd19UUcC5e3wwuB90TbZjToDdr6vWFfuLpijf5lNHKfSYtlUmJrdFhMhd0pqgr3"
+    "Z44U+FoJU/7vyWiY/ENLYI26xIpkof8hVTGz/PQqVrSxBmmGyYrb6yH85rr33yj4/avRed"
+    "SfZQOcx35zmvQoAoGlGbmjQXHmJiSUIyT0RAxTSapQSq+0DjhqU2vdOeq+674/Pu36a4vf"
+    "sm5J2fcI26sapfUKsDXlSHWe9bRypBxh1UA8wFQgCebFuct2+WlMVF6gkCAD4XDpFYyzhy"
+    "KQVjqTVNu1JUz1qy96KT06z6UqLULviVx6lJ4H50XVoys0Qv+t5Yf+4ber8CG2qrj5Vcpt"
+    "tjRn0oP0/jRkhzbMUqe4RGEmo/lo54miueQ1DKAVH4rf7ZbdSoFbSuD9u42ppVgJUeBUdR"
+    "BmadRBgjqA72WJuqFIOTdAr/LVCdpXjgA7Fk2+NGmYp4bKo/QtBr6dt+UGA7+sZM/gzrq9"
+    "ICxnldpc4HleCY5EyClLdyNCe0yaKp8aV/k0ZSivZfs2pxY0pxZUxX54xVMLKpqjdxfBwr"
+    "P041FfmEycRv+aZeL/czsAm0Ds9aeD0ZAl5FcaZrR3O/04Gg++ssR8cD2j/dH1zZUw5fl6"
+    "73JGL3sDnsJ3PpOz+tvUCbQ2EKriKwK8zZsLsB60lPXp5/IVH6XKv+hWfyxcDKZivzdmkx"
+    "n8M6MXwrnfEVyzaf5y07tiU8s+Z/S8N/wkTse94eRSGJ+hlX9B0G5AiESgBTnzLmf0w2j0"
+    "wWsOrplgTT6Ko6F4IVwN/hLGX5h8rbZUQ1QkrFu2QbYUlfgolRYV0BOj69500Ocqw7mc0e"
+    "ve8JaJg/O5yfQcZal2Pkqvdj6KVTu7x3DlWYJDLFWehMoUlLt4iXBLaoK7Bo+X06hPH6Gk"
+    "k29qcU5ZSAepCltnTCIZJNe+0Bhj/U4aKmcbLlZUpq4lTc6VVojy1Q/u4t1XD7MFMU083w"
+    "juEGv9ED/JlM85WZPPOYnnc5qS2KqUxEosInsHC2O+MNkKV/2EvoRtcQwxFZtWNzfOPlf9"
+    "cM6izdOVeYKzBHCRH7q40CiMHwM6NR4ZZ9woLlk1rIuuOfZQWhKckET7OboeXwNuHFxwzT"
+    "HLZuRZC8M8Wy2Cm8Ua/7i3Kfem0J2tqJZCzQN22z9zhhuruzY67ouib+DzOEy18y+7Wbyd"
+    "brqz0407l05oKuexZWGu2mwOeeX8kUHg9yvnRT7M1SC/DfKiTqjMHm4D/MO8zSxsNgvNjr"
+    "RircNmR1q99iZl2ZGmG5pETHOjaY/yFjDxFfMR9mSiEzahxWfaPwxvkx94hLeZ6SrPdLPL"
+    "tG6aPGHaYxsjm2r0php9R1qz3Gr0AG739W1b7v0NvSmuJnCv6AHyVNj2aOGpZnuk4z78lk"
+    "CN+SB1gugV9n44YpW+AcQXu5/uAhHJU9a9IK3pA0HYlhULsS+sniEYnbBAGFIof99DqLoI"
+    "afe8SXrAdA5jUbiPgVzrKP4+ieKGntEZZaMpwGpyOv4NfzMRmOALxfqda1IY2Nssjd6YhP"
+    "BODMJ8IDp3dnAx37ZnlL2pgo1j2nc+HEiyDVMzynixZBGvqqj+XphKvKuCI5jD2PPoa2jo"
+    "lVBVZGgLcbvtA5EhKpz8b/YLlFwEDl7bdrK0MkAjSb+uJDkvD9lUjALuKi8Crd7NgO0BGc"
+    "zoZ+H842j06Qy5FzP6oTcVPvPNIM4FiMnF9QDEh3/M6OTLZCpcnyHnc5NJK36TQd6ykKYk"
+    "xMNnJfZWSEnIXiW5mthoQVmu5oWgzQtBKxZpae/PC0FvDE22peSQjdvVXhutCRHt5MyOXZ"
+    "6cVqFTO4pyk9e8m6c5R63Uc9Q2OO6rOemrOaljH07q0KTHOLypUu3T10mqtyrli5lhu7EV"
+    "3IxYgqkQ5MrSLQUjoGkO96rv4V7NkVPNQlbThcwg2EyqSV/3RmiPo8KB/Q3BLWXz+R6e6u"
+    "WsfUUf6jW57fcFgWcp/MtoIqQaEXDvBBd388tmx7+sMNfvt1LqSST51VKcs36Ql6KemhRD"
+    "Ovr1TTE02yt+le0VTTKpSSY1yaSNA0Sfyd2Dpj2mFgGv9LfXBYueHco8RcAwqrFEWJKIDn"
+    "OO3BHaSAN5OeN1ss5Mozeu0dl2CnAByLdIJrINQo0MApNEzHgdcOGjJ77qKnT+pMe93cuu"
+    "iqjZ3ZP3Xe24ZLc5bbT0c7r8n0QOjMM8NQS5FMeyqT4PwiWZvMijNV7kUUKmd1dWZqVPLy"
+    "ooMxHawWlb4H3lkuQQSx2F+TSLLEf9r5AonyZIsqrhBDFOL4ANsTQ1sCt+cRE1sAaRiPK0"
+    "UaQiwtqEqKoSuUgLUVWkKmCiLGyVCQE4Gil+X5Skvc71Mz1iUQmom4qBfV+X17wObLdH2F"
+    "cZ/FLMT4PcE5b1z2UZrTDV79VrxVuf+7MxaDe5gcLMn6otg2OicwsjfRV0KDIugoZPnOkY"
+    "hHvFMC2EqflMDGRpcIUUmSx0zWJ1PuiRLNtoDmYeRXiO2REGQMLjksvksw+2HG+L1ReGzq"
+    "OgXPLaLQEFRnjSl+BGWf1ayqpHDEV6SFJSbs9a5YQDmsrY5b9KlmPLI2HTVUDqibvpKjf9"
+    "yN06RMtKCa2zH1UOhF3yGqJbimcDd7QSywjSV7IQS7OY7dNi9vJ/QGUdnA=="
+)

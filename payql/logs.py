@@ -1,0 +1,97 @@
+"""Logging: one line per request with its id, JSON in production, secrets taken out.
+
+Every line goes through `redact`, whatever logged it (payql, Strawberry, uvicorn,
+a driver's exception): card numbers, bearer tokens, gateway secrets, client
+secrets and email addresses never reach the log. payql logs no request bodies or
+variables, so addresses and names are not there to begin with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from models.carddata import redact_pans
+
+request_id: ContextVar[str | None] = ContextVar("payql_request_id", default=None)
+
+_SECRETS = [
+    (re.compile(r"(?i)\bbearer\s+[\w.~+/=-]+"), "Bearer [redacted]"),
+    (re.compile(r"\beyJ[\w-]*\.[\w-]+\.[\w-]*"), "[token redacted]"),  # a JWT anywhere
+    (re.compile(r"\b(sk|rk|pk)_(live|test)_\w+"), r"\1_\2_[redacted]"),
+    (re.compile(r"\bwhsec_\w+"), "whsec_[redacted]"),
+    (re.compile(r"\b(\w+)_secret_\w+"), r"\1_secret_[redacted]"),  # client secrets
+    (re.compile(r"[\w.+-]+@([\w-]+\.)+[\w-]+"), "[email redacted]"),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return redact_pans(text)
+
+
+# Attributes every LogRecord has; anything else was passed in `extra=`.
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        rid = getattr(record, "request_id", None) or request_id.get()
+        if rid and rid not in line:
+            line += f" [request {rid}]"
+        return redact(line)
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = getattr(record, "request_id", None) or request_id.get()
+        if rid:
+            entry["request_id"] = rid
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key not in entry:
+                entry[key] = value if isinstance(value, int | float | bool | None) else str(value)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(entry, ensure_ascii=False))
+
+
+def logging_config(json_lines: bool, level: str = "INFO") -> dict[str, Any]:
+    """A dictConfig for the whole process (uvicorn applies it in every worker)."""
+    formatter = "payql.logs.JSONFormatter" if json_lines else "payql.logs.TextFormatter"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"payql": {"()": formatter}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "payql",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["stderr"], "level": level},
+        "loggers": {
+            # payql writes its own request line (with the request id, without the
+            # query string that would carry variables): uvicorn's is off.
+            "uvicorn.access": {"handlers": [], "propagate": False, "level": "WARNING"},
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+        },
+    }

@@ -1,0 +1,225 @@
+"""HTTP and websocket guards, as plain ASGI middleware, one job each.
+
+- RequestLog: a request id for every request (X-Request-ID), one log line when done.
+- BodyLimit: bodies over the limit get 413, whether or not they announce a length.
+- SecurityHeaders: no-sniff, no framing, a strict CSP, HSTS in production.
+- WebsocketGuard: one client IP may hold only so many websockets.
+
+CORS is Starlette's CORSMiddleware with the explicit PAYQL_ALLOWED_ORIGINS list; the
+same list bounds the origins of browser websockets (Strawberry's view checks them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+from collections import Counter
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from payql.logs import request_id
+
+log = logging.getLogger("payql.request")
+
+_GOOD_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# The API answers JSON only: nothing in it may run, load or be framed.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
+def client_ip(scope: Scope) -> str:
+    """The caller's address (uvicorn has already applied X-Forwarded-For from the
+    proxies FORWARDED_ALLOW_IPS trusts)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+class RequestLog:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id", "")
+        rid = given if _GOOD_ID.match(given) else secrets.token_hex(8)
+        token = request_id.set(rid)
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        notes: dict[str, Any] = {}
+        state["log"] = notes
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            status = 500
+            raise
+        finally:
+            elapsed = (time.perf_counter() - started) * 1000
+            kind = "WS" if scope["type"] == "websocket" else scope["method"]
+            operation = notes.get("operation")
+            log.info(
+                "%s %s %s %.1fms%s",
+                kind,
+                scope["path"],
+                status or "-",
+                elapsed,
+                f" {operation}" if operation else "",
+                extra={
+                    "request_id": rid,
+                    "method": kind,
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed, 1),
+                    "operation": operation,
+                    "client": client_ip(scope),
+                },
+            )
+            request_id.reset(token)
+
+
+class BodyLimit:
+    # A refused body is read and dropped up to this size, so the client can read the
+    # 413 rather than a reset connection; past it, the connection is just closed.
+    DRAIN = 4 * 1024 * 1024
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._refuse(receive, send, 0, more=True)
+            return
+        seen = 0
+        more = True
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen, more
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                more = message.get("more_body", False)
+                if seen > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(receive, send, seen, more)
+
+    async def _refuse(self, receive: Receive, send: Send, seen: int, more: bool) -> None:
+        while more and seen <= self.DRAIN:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            seen += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = json.dumps(
+            {"error": f"the request body is over the limit of {self.max_bytes} bytes"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp, production: bool) -> None:
+        self.app = app
+        self.headers = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+            (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
+        ]
+        if production:
+            self.headers.append(
+                (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+            )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(k, v) for k, v in self.headers if k not in present]
+                if b"content-security-policy" not in present:
+                    headers.append((b"content-security-policy", API_CSP.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class WebsocketGuard:
+    """Connection floods, refused at the handshake: one client IP may hold only so many
+    websockets (per process). Origins are checked by the GraphQL view itself."""
+
+    def __init__(self, app: ASGIApp, per_ip: int) -> None:
+        self.app = app
+        self.per_ip = per_ip
+        self.open: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        ip = client_ip(scope)
+        if self.open[ip] >= self.per_ip:
+            log.warning("refused a websocket: %s already has %d open", ip, self.open[ip])
+            await _deny(receive, send)
+            return
+        self.open[ip] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.open[ip] -= 1
+            if self.open[ip] <= 0:
+                del self.open[ip]
+
+
+async def _deny(receive: Receive, send: Send) -> None:
+    message = await receive()  # websocket.connect
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008})

@@ -1,0 +1,232 @@
+"""GraphQL limits: what one request may ask for, each refused before anything runs.
+
+The session server runs with the default limits: depth 10, 30 aliases, 2,000 tokens,
+cost 200,000, bodies up to 256 KiB, first ≤ 100, no batching.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from support import Client, LiveServer
+
+PRODUCTS = "{ products { sku } }"
+REALISTIC_DASHBOARD = """
+{ orders(first: 100) { items { number lines { sku quantity }
+    payments { status refunds { id amount } events { type createdAt } } } } }
+"""
+# Within the depth limit, but each nested list multiplies the work.
+EXPLOSIVE = """
+{ orders(first: 100) { items { payments { order { payments { order { payments {
+    refunds { id } } } } } } } } }
+"""
+
+
+def codes(body: dict[str, Any]) -> list[str | None]:
+    return [e.get("extensions", {}).get("code") for e in body.get("errors") or []]
+
+
+def messages(body: dict[str, Any]) -> str:
+    return " | ".join(e["message"] for e in body.get("errors") or [])
+
+
+def nested(depth: int) -> str:
+    """payment { order { payments { order { … } } } }, `depth` fields deep."""
+    fields = ['payment(id: "pay_x")'] + ["order", "payments"] * depth
+    fields = fields[:depth]
+    return "{ " + " { ".join(fields) + " { id }" + " }" * depth
+
+
+async def test_a_query_100_deep_is_refused(alice: Client) -> None:
+    # given a query nested 100 fields deep (Payment.order.payments.order…)
+    body = await alice.post(nested(100))
+    # then it is refused, and says why
+    assert body["data"] is None
+    assert "exceeds maximum operation depth of 10" in messages(body)
+
+
+async def test_a_query_within_the_depth_limit_runs(alice: Client) -> None:
+    body = await alice.post(nested(8))
+    assert body.get("errors") is None, body
+    assert body["data"] == {"payment": None}
+
+
+async def test_ten_thousand_aliases_are_refused(alice: Client) -> None:
+    # given 10,000 aliases of one field (30,000 tokens)
+    query = "{ " + " ".join(f"a{i}: products {{ sku }}" for i in range(10_000)) + " }"
+    body = await alice.post(query)
+    # then the token limit stops it while parsing
+    assert body["data"] is None
+    assert "more than 2000 tokens" in messages(body)
+
+
+async def test_more_than_30_aliases_are_refused_even_in_a_short_document(alice: Client) -> None:
+    query = "{ " + " ".join(f"a{i}: products {{ sku }}" for i in range(31)) + " }"
+    body = await alice.post(query)
+    assert body["data"] is None
+    assert "31 aliases found. Allowed: 30" in messages(body)
+
+
+async def test_a_document_of_20000_tokens_is_refused(alice: Client) -> None:
+    # given a short query padded to 20,000 tokens with a huge list argument
+    padding = ", ".join(['"x"'] * 10_000)
+    query = f"query ($ids: [ID!] = [{padding}]) {{ products {{ sku }} }}"
+    body = await alice.post(query)
+    assert body["data"] is None
+    assert "more than 2000 tokens" in messages(body)
+
+
+async def test_circular_fragments_are_refused(alice: Client) -> None:
+    query = """
+    { products { ...A } }
+    fragment A on Product { sku ...B }
+    fragment B on Product { name ...A }
+    """
+    body = await alice.post(query)
+    assert body["data"] is None
+    assert "Cannot spread fragment 'A' within itself via 'B'" in messages(body)
+
+
+async def test_batched_operations_are_refused(
+    alice: Client, server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    # given two operations in one JSON array
+    response = await http.post(
+        f"{server.url}/graphql",
+        json=[{"query": PRODUCTS}, {"query": PRODUCTS}],
+        headers={"Authorization": f"Bearer {alice.token}"},
+    )
+    # then nothing runs
+    assert response.status_code == 400
+    assert "Batching is not enabled" in response.text
+
+
+async def test_a_document_with_several_operations_runs_only_one(
+    alice: Client, server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    document = "query A { products { sku } } query B { orders { total } }"
+    body = await alice.post(document)
+    assert set(body["data"]) == {"products"}
+    response = await http.post(
+        f"{server.url}/graphql",
+        json={"query": document, "operationName": "B"},
+        headers={"Authorization": f"Bearer {alice.token}"},
+    )
+    assert set(response.json()["data"]) == {"orders"}
+
+
+async def test_oversized_first_is_refused(alice: Client, admin: Client) -> None:
+    for first in (101, 10_000, 0, -1):
+        body = await admin.post(f"{{ payments(first: {first}) {{ total }} }}")
+        assert codes(body) == ["VALIDATION"], body
+        assert "first must be between 1 and 100" in messages(body)
+        body = await alice.post(f"{{ orders(first: {first}) {{ total }} }}")
+        assert codes(body) == ["VALIDATION"], body
+
+
+async def test_a_query_whose_lists_multiply_past_the_cost_bound_is_refused(alice: Client) -> None:
+    body = await alice.post(EXPLOSIVE)
+    assert body["data"] is None
+    assert codes(body) == ["QUERY_TOO_COMPLEX"]
+    assert "estimated cost" in messages(body)
+    assert body["errors"][0]["extensions"]["cost"] > 200_000
+
+
+async def test_the_cost_bound_counts_first_from_variables(alice: Client) -> None:
+    query = """query ($n: Int!) { orders(first: $n) { items { payments { order {
+        payments { order { payments { refunds { id } } } } } } } } }"""
+    small = await alice.post(query, n=1)
+    assert small.get("errors") is None, small
+    large = await alice.post(query, n=100)
+    assert codes(large) == ["QUERY_TOO_COMPLEX"]
+
+
+async def test_a_realistic_dashboard_query_is_within_every_limit(alice: Client) -> None:
+    body = await alice.post(REALISTIC_DASHBOARD)
+    assert body.get("errors") is None, body
+
+
+async def test_the_caches_do_not_weaken_the_limits(alice: Client) -> None:
+    # given documents refused once (so parsed, validated and cached)
+    for query in (
+        nested(30),
+        EXPLOSIVE,
+        "{ " + " ".join(f"a{i}: products {{ sku }}" for i in range(31)) + " }",
+    ):
+        first = await alice.post(query)
+        # then the same documents are refused again, from the caches
+        again = await alice.post(query)
+        assert first["data"] is None and again["data"] is None
+        assert messages(first) == messages(again)
+
+
+async def test_an_oversized_body_is_refused_with_413(
+    alice: Client, server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    headers = {"Authorization": f"Bearer {alice.token}"}
+    big = {"query": PRODUCTS, "variables": {"x": "y" * 300_000}}
+    response = await http.post(f"{server.url}/graphql", json=big, headers=headers)
+    assert response.status_code == 413
+    assert "over the limit" in response.json()["error"]
+
+    # and when the body does not say its length (chunked), counting stops it too
+    async def chunks() -> Any:
+        for _ in range(300):
+            yield b"x" * 1024
+
+    response = await http.post(
+        f"{server.url}/graphql",
+        content=chunks(),
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert response.status_code == 413
+
+
+async def test_subscriptions_are_not_served_over_http_streams(
+    alice: Client, server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    # given a subscription sent as an HTTP request asking for a multipart stream
+    response = await http.post(
+        f"{server.url}/graphql",
+        json={"query": "subscription { paymentStatusChanged { status } }"},
+        headers={
+            "Authorization": f"Bearer {alice.token}",
+            "Accept": 'multipart/mixed;subscriptionSpec="1.0", application/json',
+        },
+    )
+    # then it is refused: live status is served only over graphql-transport-ws
+    assert "multipart/mixed" not in response.headers.get("content-type", "")
+    assert response.status_code in (200, 400, 405)
+    assert "paymentStatusChanged" not in (response.json().get("data") or {})
+
+
+async def test_a_nul_character_in_any_string_is_refused(alice: Client) -> None:
+    # (found by fuzzing: PostgreSQL cannot store or even compare one)
+    body = await alice.post("query ($id: ID!) { paymentStatus(id: $id) }", id="pay_\x00")
+    assert codes(body) == ["VALIDATION"]
+    assert "id contains a NUL character" in messages(body)
+    data = await alice(
+        """mutation ($input: CreateOrderInput!) {
+          createOrder(input: $input) { order { id } errors { code field } } }""",
+        input={
+            "lines": [{"sku": "MUG-WHT", "quantity": 1}],
+            "customer": {"name": "Al\x00ice", "email": "alice@example.com"},
+        },
+    )
+    assert data["createOrder"] == {
+        "order": None,
+        "errors": [{"code": "VALIDATION", "field": "customer.name"}],
+    }
+
+
+async def test_an_id_longer_than_any_of_ours_is_simply_not_found(alice: Client) -> None:
+    # (found by fuzzing: the ORM used to refuse to compare it, and the query failed)
+    long_id = "pay_" + "x" * 300
+    assert (await alice("query ($id: ID!) { payment(id: $id) { id } }", id=long_id)) == {
+        "payment": None
+    }
+    data = await alice(
+        "mutation ($id: ID!) { syncPayment(id: $id) { errors { code } } }", id=long_id
+    )
+    assert data["syncPayment"]["errors"] == [{"code": "NOT_FOUND"}]
