@@ -285,9 +285,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     if isinstance(simulated, SimulatedGateway):
         routes.append(Route("/simulated/confirm", confirm_endpoint(simulated), methods=["POST"]))
-    middleware = [
-        Middleware(RequestLog),
+    middleware = [  # outermost first
         Middleware(SecurityHeaders, production=settings.production),
+        Middleware(RequestLog),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.allowed_origins),

@@ -67,8 +67,21 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
+            # A bug outside GraphQL (a route, a middleware): logged here with its id
+            # and traceback; the client gets a JSON 500 with the id and nothing else.
+            log.exception("unhandled error in %s", scope["path"])
+            if scope["type"] != "http" or status:
+                raise  # the response has begun: nothing more can be said
             status = 500
-            raise
+            body = json.dumps({"error": "Unexpected error.", "requestId": rid}).encode()
+            await send_with_id(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send_with_id({"type": "http.response.body", "body": body})
         finally:
             elapsed = (time.perf_counter() - started) * 1000
             kind = "WS" if scope["type"] == "websocket" else scope["method"]

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from httpx_ws import WebSocketUpgradeError
-from support import Client, LiveServer, Subscription
+from support import Client, LiveServer, Subscription, post_webhook
 
 from payql.security import WebsocketGuard
 
@@ -301,3 +301,27 @@ async def test_an_unexpected_error_in_a_subscription_is_masked_too(
     assert "Unexpected error." in text
     assert "SELECT" not in text and "sk_live" not in text
     assert "INTERNAL_SERVER_ERROR" in text and "requestId" in text
+
+
+async def test_an_unexpected_error_outside_graphql_is_masked_with_its_request_id(
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # given the webhook path failing the way a bug would
+    async def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("SELECT * FROM webhook_event -- whsec_abcdef")
+
+    monkeypatch.setattr(server.service, "apply_webhook", boom)
+    event = {"id": "evt_x", "type": "payment_intent.succeeded", "data": {"object": {}}}
+    with caplog.at_level(logging.ERROR, logger="payql.request"):
+        response = await post_webhook(http, server, event)
+    # then the gateway gets a plain 500 with the request id, and the usual headers
+    request_id = response.headers["x-request-id"]
+    assert response.status_code == 500
+    assert response.json() == {"error": "Unexpected error.", "requestId": request_id}
+    assert response.headers["x-content-type-options"] == "nosniff"
+    # and the log has the traceback
+    [record] = [r for r in caplog.records if r.name == "payql.request" and r.exc_info]
+    assert "webhook_event" in str(record.exc_info[1])  # type: ignore[index]
