@@ -3,19 +3,24 @@
 payql never handles card data (PCI DSS SAQ A): clients send gateway tokens. A
 card number typed into a free-text field (a name, an address, a refund reason,
 metadata) must be refused before it is stored or logged. A PAN here is a run of
-13 to 19 digits, optionally grouped by single spaces or dashes, that passes the
-Luhn check.
+13 to 19 digits that passes the Luhn check, written plain or grouped by spaces,
+dashes, dots, underscores or slashes (up to three between digits), in any Unicode
+digits that normalize to 0–9.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import fields, is_dataclass
+from decimal import Decimal
 from typing import Any
 
-# Digits with at most one space or dash between them, not glued to other digits.
-_CANDIDATE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}(?![0-9])")
+# Digits with up to three separators between them (spaces of any kind, dashes, dots,
+# underscores, slashes, zero-width characters), not glued to other digits.
+_SEPARATOR = r"[\s\-._/\u200b\u200c\u200d\u2060\ufeff]"
+_CANDIDATE = re.compile(rf"(?<![0-9])[0-9](?:{_SEPARATOR}{{0,3}}[0-9]){{12,}}(?![0-9])")
 MIN_DIGITS, MAX_DIGITS = 13, 19
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -62,14 +67,20 @@ def _card_at(run: str, groups: list[tuple[int, int]], first: int) -> int | None:
     return None
 
 
+def _normal(text: str) -> str:
+    """Full-width and other look-alike digits and spaces as plain ones (NFKC)."""
+    return unicodedata.normalize("NFKC", text) if not text.isascii() else text
+
+
 def contains_pan(text: str) -> bool:
-    return next(_pans(text), None) is not None
+    return next(_pans(_normal(text)), None) is not None
 
 
 def redact_pans(text: str) -> str:
     """The text with every card number replaced by a marker (for logs)."""
     if not any(c.isdigit() for c in text):
         return text
+    text = _normal(text)
     spans = list(_pans(text))
     for begin, end in reversed(spans):
         text = text[:begin] + "[card number removed]" + text[end:]
@@ -88,8 +99,8 @@ def find_string(value: Any, matches: Callable[[str], bool], path: str = "input")
     dataclasses (Strawberry inputs)."""
     if isinstance(value, str):
         return path if matches(value) else None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return path if matches(repr(value)) else None
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return path if matches(str(value)) else None
     if isinstance(value, Mapping):
         for key, item in value.items():
             if isinstance(key, str) and matches(key):

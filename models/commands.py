@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -410,6 +411,20 @@ Decide = Callable[[_Tx], Awaitable[None]]
 # -- the service -----------------------------------------------------------------------
 
 
+def attempt_source(ip: str | None) -> str | None:
+    """The address card-testing limits count by: an IPv4 address, or an IPv6 /64 (one
+    client usually holds a whole /64, and could rotate within it)."""
+    if not ip:
+        return None
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip[:45]
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 @dataclass(frozen=True)
 class AttemptLimits:
     """Card-testing protection: how many failed payments a customer, and a client IP,
@@ -523,25 +538,41 @@ class PaymentService:
             raise validation(f"the {name} gateway does not take {method.value}", "paymentMethod")
         return gateway
 
-    async def _check_attempts(self, actor: Actor, client_ip: str | None) -> None:
-        """Card testing: refuse a new attempt from a customer or an address that has
-        failed too often lately. Admins are not limited."""
+    async def _check_attempts(self, actor: Actor, client_ip: str | None, conn: Any) -> None:
+        """Card testing: refuse a new attempt from a customer or an address with too
+        many failed, or still unresolved, attempts lately. Admins are not limited.
+
+        Runs in phase 1's transaction, holding a lock row per customer and per address
+        until it commits: concurrent attempts are counted one after another, each
+        seeing the ones before it."""
         limits = self.attempt_limits
         if actor.admin:
             return
-        failed = Payment.filter(
-            status=PaymentStatus.FAILED, created_at__gte=self.clock() - limits.window
-        )
+        since = self.clock() - limits.window
         minutes = max(1, int(limits.window.total_seconds() // 60))
-        checks = [(limits.per_customer, {"customer_id": actor.customer_id}, "this customer")]
+        checks = [(limits.per_customer, "customer_id", actor.customer_id, "this customer")]
         if client_ip:
-            checks.append((limits.per_ip, {"client_ip": client_ip}, "this address"))
-        for limit, match, who in checks:
-            if limit and await failed.filter(**match).count() >= limit:
+            checks.append((limits.per_ip, "client_ip", client_ip, "this address"))
+        for limit, column, value, who in checks:
+            if not limit:
+                continue
+            name = "try:" + hashlib.sha256(f"{column}:{value}".encode()).hexdigest()[:24]
+            await Counter.bulk_create(
+                [Counter(name=name, value=0)], ignore_conflicts=True, using_db=conn
+            )
+            await Counter.select_for_update().using_db(conn).get(name=name)
+            attempts = (
+                await Payment.filter(
+                    status__in=list(rules.UNSUCCESSFUL), created_at__gte=since, **{column: value}
+                )
+                .using_db(conn)
+                .count()
+            )
+            if attempts >= limit:
                 log.warning(
-                    "card testing? refused a payment attempt: %d failed from %s "
-                    "(customer %s, ip %s) within %d minutes",
-                    limit,
+                    "card testing? refused a payment attempt: %d failed or unresolved from "
+                    "%s (customer %s, address %s) within %d minutes",
+                    attempts,
                     who,
                     actor.customer_id,
                     client_ip,
@@ -566,7 +597,6 @@ class PaymentService:
             existing = await IdempotencyKey.get_or_none(scope=scope, key=key)
             if existing is not None:
                 return await self._replay_payment(actor, existing, fingerprint)
-        await self._check_attempts(actor, request.client_ip)
 
         # Phase 1: record the intent.
         payment_id = new_id("pay")
@@ -581,6 +611,7 @@ class PaymentService:
                         fingerprint=fingerprint,
                         resource_id=payment_id,
                     )
+                await self._check_attempts(actor, request.client_ip, conn)
                 order = await _payable_order(actor, request.order_id, conn)
                 amount = order.total
                 if request.currency is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cross_web import HTTPException
+from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -24,6 +25,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult as StrawberryResult
 from tortoise.contrib.starlette import RegisterTortoise
 
 from gateways import create_gateway
@@ -32,6 +34,7 @@ from gateways.simulated import SimulatedGateway
 from models import TORTOISE_MODULES
 from models.catalog import seed_catalog
 from models.commands import AttemptLimits, PaymentService, ensure_counters
+from payql.logs import install_redaction
 from payql.security import BodyLimit, RequestLog, SecurityHeaders, WebsocketGuard, client_ip
 from payql.settings import Settings
 from resolvers.auth import AuthError, actor_from_header
@@ -130,10 +133,39 @@ class PayqlGraphQL(GraphQL[Context, None]):
         self.hub = hub
         self._ide_csp: str | None = None
 
+    async def execute_operation(
+        self,
+        request: Any,
+        request_adapter: Any,
+        request_data: Any,
+        context: Context,
+        root_value: Any,
+        sub_response: Any,
+    ) -> Any:
+        # No token, no GraphQL: refused before the document is even parsed, so an
+        # anonymous caller can neither load the server nor map the schema.
+        if context.actor is None:
+            reason = context.auth_error or "not authenticated"
+            return StrawberryResult(
+                data=None, errors=[GraphQLError(reason, extensions={"code": "UNAUTHENTICATED"})]
+            )
+        return await super().execute_operation(
+            request=request,
+            request_adapter=request_adapter,
+            request_data=request_data,
+            context=context,
+            root_value=root_value,
+            sub_response=sub_response,
+        )
+
     def parse_json(self, data: str | bytes) -> Any:
-        # Strawberry fails with a 500 on a body that is JSON but not an object (found by
-        # fuzzing): say what is wrong instead. A list goes on to the batching check.
-        parsed = super().parse_json(data)
+        # Strawberry fails with a 500 on a body that is JSON but not an object, and on
+        # one nested past Python's recursion limit (both found by fuzzing and review):
+        # say what is wrong instead. A list goes on to the batching check.
+        try:
+            parsed = super().parse_json(data)
+        except (RecursionError, ValueError):
+            raise HTTPException(400, "Unable to parse request body as JSON") from None
         if not isinstance(parsed, dict | list):
             raise HTTPException(
                 400, 'the body must be a JSON object: {"query": "…", "variables": {…}}'
@@ -182,17 +214,19 @@ class PayqlGraphQL(GraphQL[Context, None]):
 
 
 def ide_csp(html: str) -> str:
-    """A CSP the GraphiQL page satisfies: its inline scripts by hash, its assets from
-    unpkg (until they are served by payql itself), fetches and websockets to us."""
+    """A CSP the GraphiQL page satisfies and no more: its inline scripts by hash, its
+    scripts and stylesheets by their exact unpkg URLs (until payql serves them
+    itself), fetches and websockets to payql only."""
     hashes = " ".join(
         "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
         for script in re.findall(r"<script>(.*?)</script>", html, re.DOTALL)
     )
+    scripts = " ".join(re.findall(r'<script[^>]*\ssrc="(https://[^"]+)"', html))
+    styles = " ".join(re.findall(r'<link[^>]*\shref="(https://[^"]+\.css)"', html))
     return (
-        f"default-src 'none'; script-src 'self' https://unpkg.com {hashes}; "
-        "style-src 'self' https://unpkg.com 'unsafe-inline'; img-src 'self' data:; "
-        "font-src 'self' https://unpkg.com data:; connect-src 'self' ws: wss:; "
-        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        f"default-src 'none'; script-src {scripts} {hashes}; "
+        f"style-src {styles} 'unsafe-inline'; img-src 'self' data:; font-src data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
     )
 
 
@@ -259,6 +293,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # `payql serve` runs first) brings the schema.
             generate_schemas=settings.generate_schemas,
         ):
+            install_redaction()  # when run by plain uvicorn/gunicorn, with their log config
             await ensure_counters()
             if settings.seed_catalog:
                 created = await seed_catalog()

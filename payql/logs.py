@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from models.carddata import redact_pans
+from models.carddata import contains_pan, redact_pans
 
 request_id: ContextVar[str | None] = ContextVar("payql_request_id", default=None)
 
@@ -65,11 +65,48 @@ class JSONFormatter(logging.Formatter):
         if rid:
             entry["request_id"] = rid
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and key not in entry:
+            if key not in _STANDARD and key not in entry and not key.startswith("_"):
                 entry[key] = value if isinstance(value, int | float | bool | None) else str(value)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return redact(json.dumps(entry, ensure_ascii=False))
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        # Redact each value before encoding, so the line stays valid JSON.
+        for key, value in entry.items():
+            if isinstance(value, str):
+                entry[key] = redact(value)
+            elif isinstance(value, int | float) and contains_pan(str(value)):
+                entry[key] = "[card number removed]"
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class Redact(logging.Filter):
+    """Redacts a record in place (message and traceback), for handlers that payql's
+    own formatters do not serve: uvicorn or gunicorn run with their own log config."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "_redacted", False):
+            record.msg = redact(record.getMessage())
+            record.args = None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = redact(record.exc_text)
+            record._redacted = True
+        return True
+
+
+def install_redaction() -> None:
+    """Put `Redact` on every console or file handler that does not already format
+    with payql's (redacting) formatters."""
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error"):
+        for handler in logging.getLogger(name).handlers:
+            ours = isinstance(handler.formatter, TextFormatter | JSONFormatter)
+            console = type(handler) is logging.StreamHandler or isinstance(
+                handler, logging.FileHandler
+            )
+            if console and not ours and not any(isinstance(f, Redact) for f in handler.filters):
+                handler.addFilter(Redact())
 
 
 def logging_config(json_lines: bool, level: str = "INFO") -> dict[str, Any]:

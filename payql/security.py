@@ -38,6 +38,15 @@ def client_ip(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
+def new_request_id() -> str:
+    """16 hex digits, with at least one letter: an id made only of digits could look
+    like a card number and be redacted from the very log line meant to find it."""
+    while True:
+        rid = secrets.token_hex(8)
+        if not rid.isdigit():
+            return rid
+
+
 class RequestLog:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -46,8 +55,9 @@ class RequestLog:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        # Always our own id; one the caller sent (a proxy's, say) is logged beside it.
         given = Headers(scope=scope).get("x-request-id", "")
-        rid = given if _GOOD_ID.match(given) else secrets.token_hex(8)
+        rid = new_request_id()
         token = request_id.set(rid)
         state = scope.setdefault("state", {})
         state["request_id"] = rid
@@ -101,6 +111,7 @@ class RequestLog:
                     "duration_ms": round(elapsed, 1),
                     "operation": operation,
                     "client": client_ip(scope),
+                    "client_request_id": given if _GOOD_ID.match(given) else None,
                 },
             )
             request_id.reset(token)
@@ -116,6 +127,9 @@ class BodyLimit:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.app(scope, self._bounded_messages(receive, send), send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -147,6 +161,21 @@ class BodyLimit:
         except _BodyTooLarge:
             if not started:
                 await self._refuse(receive, send, seen, more)
+
+    def _bounded_messages(self, receive: Receive, send: Send) -> Receive:
+        """Websocket messages over the limit close the connection (1009: too big),
+        whatever server runs payql (`payql serve` also sets uvicorn's ws_max_size)."""
+
+        async def bounded() -> Message:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                size = len(message.get("bytes") or b"") + len(message.get("text") or "")
+                if size > self.max_bytes:
+                    await send({"type": "websocket.close", "code": 1009})
+                    return {"type": "websocket.disconnect", "code": 1009}
+            return message
+
+        return bounded
 
     async def _refuse(self, receive: Receive, send: Send, seen: int, more: bool) -> None:
         while more and seen <= self.DRAIN:

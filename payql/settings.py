@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DEV_JWT_SECRET = "payql-development-secret-change-me"
 DEV_WEBHOOK_SECRET = "whsec_payql_development"
@@ -114,7 +115,9 @@ class Settings:
                 "CARD_GATEWAY", "stripe" if get("STRIPE_SECRET_KEY", "") else "simulated"
             ),
             allowed_origins=tuple(
-                o.strip().rstrip("/") for o in get("ALLOWED_ORIGINS", "").split(",") if o.strip()
+                o.strip().rstrip("/").lower()
+                for o in get("ALLOWED_ORIGINS", "").split(",")
+                if o.strip()
             ),
             log_json=_flag(get("LOG_JSON", "1" if production else "0"), "LOG_JSON"),
             **limits,
@@ -133,7 +136,14 @@ class Settings:
             if getattr(self, name) < lowest:
                 raise SettingsError(f"PAYQL_{name.upper()} must be {lowest} or more")
         for origin in self.allowed_origins:
-            if origin == "*" or not origin.startswith(("http://", "https://")):
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or parts.path not in ("", "/")
+                or parts.query
+                or "*" in origin
+            ):
                 raise SettingsError(
                     f"PAYQL_ALLOWED_ORIGINS lists origins like https://shop.example.com, "
                     f"comma-separated; {origin!r} is not one (no wildcards)"

@@ -20,7 +20,7 @@ def confirm_endpoint(gateway: SimulatedGateway) -> Callable[[Request], Awaitable
     async def confirm(request: Request) -> Response:
         try:
             body = json.loads(await request.body())
-        except ValueError:
+        except (ValueError, RecursionError):
             return _refuse(400, "the body must be JSON")
         if not isinstance(body, dict):
             return _refuse(400, "the body must be a JSON object")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
@@ -18,6 +19,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLInterfaceType,
     GraphQLList,
     GraphQLNamedType,
     GraphQLObjectType,
@@ -30,7 +32,7 @@ from graphql import (
     value_from_ast_untyped,
 )
 from strawberry.extensions import FieldExtension, MaskErrors, SchemaExtension
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 from strawberry.types.field import StrawberryField
 
 from models.carddata import find_pan, find_string
@@ -42,6 +44,17 @@ log = logging.getLogger("payql.graphql")
 UNEXPECTED = "Unexpected error."
 # A list field without `first` is costed as if it held this many items.
 LIST_ESTIMATE = 10
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one GraphQL document may ask for (see Settings for the PAYQL_ names)."""
+
+    max_depth: int = 10
+    max_aliases: int = 30
+    max_tokens: int = 2000
+    max_cost: int = 200_000
+    production: bool = False  # no introspection, no "Did you mean" suggestions
 
 
 def expected(error: GraphQLError) -> bool:
@@ -85,13 +98,16 @@ class MaskUnexpectedErrors(MaskErrors):
         super().__init__(should_mask_error=lambda error: not expected(error))
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        request_id = getattr(self.execution_context.context, "request_id", None)
-        return GraphQLError(
-            message=UNEXPECTED,
-            nodes=error.nodes,
-            path=error.path,
-            extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
-        )
+        return masked(error, getattr(self.execution_context.context, "request_id", None))
+
+
+def masked(error: GraphQLError, request_id: str | None) -> GraphQLError:
+    return GraphQLError(
+        message=UNEXPECTED,
+        nodes=error.nodes,
+        path=error.path,
+        extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+    )
 
 
 _SUGGESTION = re.compile(r"\s*Did you mean .*$", re.DOTALL)
@@ -102,56 +118,91 @@ def without_suggestions(error: GraphQLError) -> None:
     error.message = _SUGGESTION.sub("", error.message)
 
 
-# -- cost ------------------------------------------------------------------------------
+# -- document limits -------------------------------------------------------------------
 
 
-class QueryCost(SchemaExtension):
-    """Refuse an operation whose estimated work is over `max_cost`.
+@dataclass(frozen=True)
+class _Size:
+    depth: int  # the deepest field nesting
+    aliases: int  # aliases, with every fragment spread expanded
+    cost: int  # estimated work, for one object of the parent type
 
-    Each field costs one per object it is resolved on; a field with `first`
+
+class DocumentLimits(SchemaExtension):
+    """Refuse an operation that is too deep, has too many aliases or would cost too
+    much, before it runs: queries, mutations and subscriptions alike.
+
+    It runs as part of validation, after GraphQL's own rules (ValidationCache comes
+    first in the list), so the document is known to be valid: every fragment exists
+    and none is circular. Each fragment is measured once (memoized), so a document
+    that spreads fragments into each other over and over costs nothing to measure,
+    and its expanded size is what is judged.
+
+    Cost: each field costs one per object it is resolved on; a field with `first`
     multiplies what is under it by `first`, any other list by LIST_ESTIMATE (the
-    items of a page are already counted by the page's `first`). Runs after
-    validation, so variables are known and fragment cycles were refused."""
+    items of a page are already counted by the page's `first`). Introspection
+    fields (`__schema`, `__type`) count for cost but not for depth, as GraphiQL's
+    own introspection query is deep."""
 
-    def __init__(self, max_cost: int) -> None:
-        self.max_cost = max_cost
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
 
-    def on_execute(self) -> Iterator[None]:
+    def on_validate(self) -> Iterator[None]:
         ctx = self.execution_context
-        document = ctx.graphql_document
-        if ctx.result is None and document is not None:
-            operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-            fragments = {
-                d.name.value: d
-                for d in document.definitions
-                if isinstance(d, FragmentDefinitionNode)
-            }
-            operation = next(
-                (
-                    o
-                    for o in operations
-                    if ctx.operation_name is None or (o.name and o.name.value == ctx.operation_name)
-                ),
-                None,
-            )
-            schema = ctx.schema._schema
-            root = schema.get_root_type(operation.operation) if operation else None
-            if operation is not None and root is not None:
-                meter = _Meter(schema, fragments, ctx.variables or {}, self.max_cost)
-                cost = meter.selections(operation.selection_set, root, 1)
-                if cost > self.max_cost:
-                    ctx.result = ExecutionResult(
-                        data=None,
-                        errors=[
-                            GraphQLError(
-                                f"this operation is too expensive: its estimated cost is "
-                                f"{cost}, and at most {self.max_cost} is allowed; ask for "
-                                "fewer items (a smaller `first`) or fewer nested lists",
-                                extensions={"code": "QUERY_TOO_COMPLEX", "cost": cost},
-                            )
-                        ],
-                    )
+        if not ctx.pre_execution_errors and ctx.graphql_document is not None:
+            error = self.check(ctx)
+            if error is not None:
+                ctx.pre_execution_errors = [error]
         yield
+
+    def check(self, ctx: ExecutionContext) -> GraphQLError | None:
+        document = ctx.graphql_document
+        assert document is not None
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        wanted = ctx.operation_name
+        operation = next(
+            (o for o in operations if wanted is None or (o.name and o.name.value == wanted)),
+            None,
+        )
+        schema = ctx.schema._schema
+        root = schema.get_root_type(operation.operation) if operation else None
+        if operation is None or root is None:
+            return None  # GraphQL itself says what is wrong
+        variables = dict(ctx.variables or {})
+        for definition in operation.variable_definitions or ():
+            name = definition.variable.name.value
+            if variables.get(name) is None and definition.default_value is not None:
+                variables[name] = value_from_ast_untyped(definition.default_value)
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        size = _Meter(schema, fragments, variables).selections(operation.selection_set, root)
+        limits = self.limits
+        if size.depth > limits.max_depth:
+            return _limit_error(
+                f"this operation is {size.depth} fields deep; at most {limits.max_depth} "
+                "is allowed",
+                "QUERY_TOO_DEEP",
+            )
+        if size.aliases > limits.max_aliases:
+            return _limit_error(
+                f"this operation uses {size.aliases} aliases (fragments expanded); at most "
+                f"{limits.max_aliases} are allowed",
+                "TOO_MANY_ALIASES",
+            )
+        if size.cost > limits.max_cost:
+            return _limit_error(
+                f"this operation is too expensive: its estimated cost is {size.cost}, and at "
+                f"most {limits.max_cost} is allowed; ask for fewer items (a smaller `first`) "
+                "or fewer nested lists",
+                "QUERY_TOO_COMPLEX",
+                cost=size.cost,
+            )
+        return None
+
+
+def _limit_error(message: str, code: str, **extensions: Any) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": code, **extensions})
 
 
 class _Meter:
@@ -160,59 +211,73 @@ class _Meter:
         schema: GraphQLSchema,
         fragments: dict[str, FragmentDefinitionNode],
         variables: dict[str, Any],
-        limit: int,
     ) -> None:
         self.schema = schema
         self.fragments = fragments
         self.variables = variables
-        self.limit = limit
+        self.memo: dict[tuple[str, str, bool], _Size] = {}
 
     def selections(
-        self, node: SelectionSetNode, parent: GraphQLNamedType, times: int, paged: bool = False
-    ) -> int:
-        """The cost of a selection set on `times` objects of type `parent`; `paged`: the
+        self, node: SelectionSetNode, parent: GraphQLNamedType, paged: bool = False
+    ) -> _Size:
+        """The size of a selection set on one object of type `parent`; `paged`: the
         parent is a page whose `first` already counted its items."""
-        total = 0
+        depth = aliases = cost = 0
         for selection in node.selections:
-            if total > self.limit:
-                break  # already over: no need to walk the rest
             if isinstance(selection, FieldNode):
-                total += self.field(selection, parent, times, paged)
-                continue
-            if isinstance(selection, InlineFragmentNode):
+                size = self.field(selection, parent, paged)
+            elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
-                selected = selection.selection_set
+                target = self.schema.get_type(condition.name.value) if condition else parent
+                size = self.selections(selection.selection_set, target or parent, paged)
             elif isinstance(selection, FragmentSpreadNode):
-                fragment = self.fragments.get(selection.name.value)
-                if fragment is None:
-                    continue
-                condition, selected = fragment.type_condition, fragment.selection_set
+                size = self.spread(selection.name.value, parent, paged)
             else:
                 continue
-            target = self.schema.get_type(condition.name.value) if condition else parent
-            total += self.selections(selected, target or parent, times, paged)
-        return total
+            depth = max(depth, size.depth)
+            aliases += size.aliases
+            cost += size.cost
+        return _Size(depth, aliases, cost)
 
-    def field(self, node: FieldNode, parent: GraphQLNamedType, times: int, paged: bool) -> int:
-        if node.selection_set is None or not isinstance(parent, GraphQLObjectType):
-            return times
-        definition = parent.fields.get(node.name.value)
-        if definition is None:
-            return times
-        inner, page = times, False
+    def spread(self, name: str, parent: GraphQLNamedType, paged: bool) -> _Size:
+        key = (name, parent.name, paged)
+        if key not in self.memo:
+            fragment = self.fragments.get(name)
+            if fragment is None:
+                return _Size(0, 0, 0)
+            self.memo[key] = _Size(0, 0, 0)  # a cycle (refused by validation) adds nothing
+            target = self.schema.get_type(fragment.type_condition.name.value) or parent
+            self.memo[key] = self.selections(fragment.selection_set, target, paged)
+        return self.memo[key]
+
+    def field(self, node: FieldNode, parent: GraphQLNamedType, paged: bool) -> _Size:
+        alias = 1 if node.alias else 0
+        introspection = node.name.value.startswith("__")
+        definition = (
+            parent.fields.get(node.name.value)
+            if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType)
+            else None
+        )
+        if node.selection_set is None or definition is None:
+            return _Size(0 if introspection else 1, alias, 1)
+        times, page = 1, False
         first = self._argument(node, "first", definition.args.get("first"))
         if isinstance(first, int) and first > 0:
-            inner, page = times * first, True
+            times, page = first, True
         elif isinstance(get_nullable_type(definition.type), GraphQLList) and not paged:
-            inner = times * LIST_ESTIMATE
-        named = get_named_type(definition.type)
-        return times + self.selections(node.selection_set, named, inner, page)
+            times = LIST_ESTIMATE
+        inner = self.selections(node.selection_set, get_named_type(definition.type), page)
+        depth = inner.depth if introspection else 1 + inner.depth
+        return _Size(depth, alias + inner.aliases, 1 + times * inner.cost)
 
     def _argument(self, node: FieldNode, name: str, definition: Any) -> Any:
         for argument in node.arguments or ():
             if argument.name.value == name:
-                return value_from_ast_untyped(argument.value, self.variables)
-        return definition.default_value if definition is not None else None
+                value = value_from_ast_untyped(argument.value, self.variables)
+                if value is not None:
+                    return value
+        default = definition.default_value if definition is not None else None
+        return default if isinstance(default, int) else None
 
 
 # -- input -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from decimal import Decimal
 import strawberry
 from strawberry.types import Info
 
-from models.commands import CustomerData, PaymentRequest
+from models.commands import CustomerData, PaymentRequest, attempt_source
 from resolvers import mutations
 from resolvers.context import Context
 from schema.enums import CaptureMethod
@@ -54,7 +54,7 @@ class Mutation:
             billing_address=input.billing_address.as_dict() if input.billing_address else None,
             metadata=input.metadata,
             idempotency_key=input.idempotency_key,
-            client_ip=info.context.client_ip,
+            client_ip=attempt_source(info.context.client_ip),
         )
         return ProcessPaymentPayload.of(await mutations.process_payment(info.context, request))
 

@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
 import strawberry
-from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
+from graphql import ASTValidationRule, GraphQLError, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
 
 from models.carddata import redact_pans
 from schema.guards import (
+    DocumentLimits,
+    Limits,
     MaskUnexpectedErrors,
     NoteOperation,
-    QueryCost,
     RequireToken,
     expected,
+    masked,
     without_suggestions,
 )
 from schema.mutation import Mutation
@@ -34,17 +34,6 @@ from schema.query import Query
 from schema.subscription import Subscription
 
 log = logging.getLogger("payql.graphql")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one GraphQL document may ask for (see Settings for the PAYQL_ names)."""
-
-    max_depth: int = 10
-    max_aliases: int = 30
-    max_tokens: int = 2000
-    max_cost: int = 200_000
-    production: bool = False  # no introspection, no "Did you mean" suggestions
 
 
 class PayqlSchema(strawberry.Schema):
@@ -57,6 +46,15 @@ class PayqlSchema(strawberry.Schema):
             extensions=extensions(limits),
             config=StrawberryConfig(disable_field_suggestions=limits.production),
         )
+
+    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        """Mask, once more at the very end, anything unexpected that came from outside
+        the operation (an extension's own hook failing), which MaskErrors cannot see."""
+        result = await super().execute(*args, **kwargs)
+        if result.errors:
+            request_id = getattr(kwargs.get("context_value"), "request_id", None)
+            result.errors = [e if expected(e) else masked(e, request_id) for e in result.errors]
+        return result
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -86,17 +84,22 @@ def extensions(limits: Limits) -> list[Callable[[], SchemaExtension] | type[Sche
         NoteOperation,
         RequireToken,
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: QueryDepthLimiter(max_depth=limits.max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
-        lambda: QueryCost(max_cost=limits.max_cost),
-        # The caches key on the parse options (the token limit) and the validation
-        # rules (depth, aliases, introspection): a cached document is checked the same.
+        # The parser cache keys on the parse options (the token limit included); the
+        # validation cache on the document and the rules, which are the same classes
+        # for every request, so it hits.
         lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
     ]
     if limits.production:
-        guards.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
+        guards.append(lambda: AddValidationRules(PRODUCTION_RULES))
+    guards += [
+        lambda: ValidationCache(maxsize=256),
+        # After GraphQL's own rules (from the cache or not), for every operation type.
+        lambda: DocumentLimits(limits),
+    ]
     return guards
+
+
+PRODUCTION_RULES: list[type[ASTValidationRule]] = [NoSchemaIntrospectionCustomRule]
 
 
 def build_schema(limits: Limits | None = None) -> PayqlSchema:

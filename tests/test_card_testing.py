@@ -8,6 +8,7 @@ X-Forwarded-For, which uvicorn trusts from the local proxy (FORWARDED_ALLOW_IPS)
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
@@ -39,9 +40,13 @@ def customer(server: LiveServer, anonymous: Client) -> Client:
 
 
 async def attempt(
-    client: Client, http: httpx.AsyncClient, token: str, address: str
+    client: Client,
+    http: httpx.AsyncClient,
+    token: str,
+    address: str,
+    order: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    order = await place_order(client)
+    order = order or await place_order(client)
     response = await http.post(
         f"{client.url}/graphql",
         json={
@@ -80,6 +85,35 @@ async def test_thirty_declined_attempts_from_one_customer_are_cut_off_after_ten(
     assert refused["payment"] is None
     # while another customer pays as usual
     assert outcome(await attempt(customer(server, anonymous), http, "pm_card_visa", "192.0.2.1"))
+
+
+async def test_concurrent_attempts_are_counted_one_after_another(
+    server: LiveServer, anonymous: Client, http: httpx.AsyncClient, attempt_limits: None
+) -> None:
+    # given 40 orders, and a tester paying them all at once with declined cards
+    tester = customer(server, anonymous)
+    orders = [await place_order(tester) for _ in range(40)]
+    payloads = await asyncio.gather(
+        *(
+            attempt(tester, http, DECLINED, f"203.0.113.{i}", order)
+            for i, order in enumerate(orders)
+        )
+    )
+    # then exactly ten reach the gateway
+    outcomes = [outcome(p) for p in payloads]
+    assert outcomes.count("FAILED") == 10, outcomes
+    assert outcomes.count("RATE_LIMITED") == 30
+
+
+async def test_addresses_in_one_ipv6_64_count_together(
+    server: LiveServer, anonymous: Client, http: httpx.AsyncClient, attempt_limits: None
+) -> None:
+    prefix = f"2001:db8:{secrets.randbelow(9999):x}:1"
+    outcomes = [
+        outcome(await attempt(customer(server, anonymous), http, DECLINED, f"{prefix}::{i:x}"))
+        for i in range(21)
+    ]
+    assert outcomes == ["FAILED"] * 20 + ["RATE_LIMITED"]
 
 
 async def test_declines_from_one_address_are_cut_off_across_customers(

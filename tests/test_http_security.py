@@ -208,23 +208,24 @@ async def test_graphiql_is_served_under_a_csp_it_satisfies(
     assert "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
     # every external script and stylesheet comes from a source the policy names
     for url in re.findall(r'(?:src|href)="(https://[^"]+)"', page.text):
-        assert url.startswith("https://unpkg.com/"), url
-        assert "https://unpkg.com" in csp
+        assert url in csp.split(), url  # by its exact URL, not a whole host
+    assert "https://unpkg.com " not in csp and "connect-src 'self';" in csp
     assert "frame-ancestors 'none'" in csp
 
 
-async def test_a_request_id_given_by_the_caller_is_kept_and_a_bad_one_replaced(
+async def test_request_ids_are_always_payqls_own(
     alice: Client, server: LiveServer, http: httpx.AsyncClient
 ) -> None:
+    # a caller cannot make its requests share another's id in the log
     url = f"{server.url}/graphql"
-    kept = await http.post(
-        url, json={"query": PRODUCTS}, headers={**bearer(alice), "X-Request-ID": "lb-1234abcd"}
-    )
-    assert kept.headers["x-request-id"] == "lb-1234abcd"
-    replaced = await http.post(
-        url, json={"query": PRODUCTS}, headers={**bearer(alice), "X-Request-ID": "<script>"}
-    )
-    assert re.fullmatch(r"[0-9a-f]{16}", replaced.headers["x-request-id"])
+    ids = set()
+    for _ in range(3):
+        response = await http.post(
+            url, json={"query": PRODUCTS}, headers={**bearer(alice), "X-Request-ID": "abcd1234"}
+        )
+        assert re.fullmatch(r"[0-9a-f]{16}", response.headers["x-request-id"])
+        ids.add(response.headers["x-request-id"])
+    assert len(ids) == 3
 
 
 # -- masked errors ---------------------------------------------------------------------

@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from support import Client, LiveServer
+import pytest
+from httpx_ws import WebSocketDisconnect
+from strawberry.extensions.validation_cache import _get_validate_cache
+from support import Client, LiveServer, Subscription
+
+from schema.guards import GuardInput
+from schema.mutation import Mutation
+from schema.query import Query
 
 PRODUCTS = "{ products { sku } }"
 REALISTIC_DASHBOARD = """
@@ -43,7 +50,8 @@ async def test_a_query_100_deep_is_refused(alice: Client) -> None:
     body = await alice.post(nested(100))
     # then it is refused, and says why
     assert body["data"] is None
-    assert "exceeds maximum operation depth of 10" in messages(body)
+    assert codes(body) == ["QUERY_TOO_DEEP"]
+    assert "fields deep; at most 10 is allowed" in messages(body)
 
 
 async def test_a_query_within_the_depth_limit_runs(alice: Client) -> None:
@@ -65,7 +73,8 @@ async def test_more_than_30_aliases_are_refused_even_in_a_short_document(alice: 
     query = "{ " + " ".join(f"a{i}: products {{ sku }}" for i in range(31)) + " }"
     body = await alice.post(query)
     assert body["data"] is None
-    assert "31 aliases found. Allowed: 30" in messages(body)
+    assert codes(body) == ["TOO_MANY_ALIASES"]
+    assert "uses 31 aliases (fragments expanded); at most 30" in messages(body)
 
 
 async def test_a_document_of_20000_tokens_is_refused(alice: Client) -> None:
@@ -230,3 +239,116 @@ async def test_an_id_longer_than_any_of_ours_is_simply_not_found(alice: Client) 
         "mutation ($id: ID!) { syncPayment(id: $id) { errors { code } } }", id=long_id
     )
     assert data["syncPayment"]["errors"] == [{"code": "NOT_FOUND"}]
+
+
+def fan_out(levels: int) -> str:
+    """Fragments that each spread the next one twice: 2^levels copies once expanded."""
+    chain = " ".join(f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(levels))
+    return f"{{ ...F0 }} {chain} fragment F{levels} on Query {{ products {{ sku }} }}"
+
+
+async def test_fragments_spread_into_each_other_are_judged_by_their_expanded_size(
+    alice: Client, anonymous: Client
+) -> None:
+    # given 30 levels of fragments spreading the next one twice (2^30 copies, 330 tokens)
+    document = fan_out(30)
+    # then it is refused by its expanded cost, which is measured without expanding it
+    body = await alice.post(document)
+    assert codes(body) == ["QUERY_TOO_COMPLEX"], body
+    # and without a token it is not even parsed
+    refused = await anonymous.post(document)
+    assert codes(refused) == ["UNAUTHENTICATED"]
+    # while a few levels are an ordinary query
+    assert (await alice.post(fan_out(3))).get("errors") is None
+
+
+async def test_aliases_are_counted_with_fragments_expanded(alice: Client) -> None:
+    document = (
+        "{ ...A ...A2 } fragment A on Query { a1: products { sku } a2: products { sku } "
+        "a3: products { sku } a4: products { sku } a5: products { sku } } "
+        "fragment A2 on Query { ...A b: orders { total } }"
+    )
+    assert (await alice.post(document)).get("errors") is None  # 11 aliases
+    many = (
+        "{ "
+        + " ".join(f"...A{i}" for i in range(7))
+        + " } "
+        + " ".join(f"fragment A{i} on Query {{ ...A }}" for i in range(7))
+        + " fragment A on Query { a1: products { sku } a2: products { sku } "
+        "a3: products { sku } a4: products { sku } a5: products { sku } }"
+    )
+    assert codes(await alice.post(many)) == ["TOO_MANY_ALIASES"]  # 35 once expanded
+
+
+async def test_an_unknown_fragment_is_a_plain_validation_error(alice: Client) -> None:
+    body = await alice.post("{ ...Missing }")
+    assert messages(body) == "Unknown fragment 'Missing'."
+    assert codes(body) == [None]
+
+
+async def test_a_variables_default_counts_for_the_cost(alice: Client) -> None:
+    query = """query ($n: Int = 100) { orders(first: $n) { items { payments { order {
+        payments { order { payments { refunds { id } } } } } } } } }"""
+    assert codes(await alice.post(query)) == ["QUERY_TOO_COMPLEX"]
+
+
+async def test_a_subscription_is_held_to_the_same_limits(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    branch = (
+        "payment { order { payments { order { payments { order { payments { refunds { id }"
+        " } } } } } } }"
+    )
+    explosive = (
+        "subscription { paymentStatusChanged { "
+        + " ".join(f"a{i}: {branch}" for i in range(25))
+        + " } }"
+    )
+    fields = ["paymentStatusChanged", "payment"] + ["order", "payments"] * 6
+    deep = "subscription { " + " { ".join(fields) + " { id }" + " }" * len(fields)
+    async with Subscription.connect(server.url, http, server.token("admin", role="admin")) as sub:
+        await sub.ack()
+        await sub.subscribe(explosive)
+        assert await sub.refusal() == "QUERY_TOO_COMPLEX"
+        await sub.subscribe(deep)
+        assert await sub.refusal() == "QUERY_TOO_DEEP"
+
+
+async def test_a_body_nested_past_any_parser_is_refused_cleanly(
+    alice: Client, server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    for body in (b"[" * 100_000, b'{"query": ' + b"[" * 100_000):
+        response = await http.post(
+            f"{server.url}/graphql",
+            content=body,
+            headers={"Authorization": f"Bearer {alice.token}", "content-type": "application/json"},
+        )
+        assert response.status_code == 400, response.text
+        assert "Unable to parse request body as JSON" in response.text
+
+
+async def test_a_websocket_message_over_the_limit_closes_the_connection(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    async with Subscription.connect(server.url, http, server.token("admin", role="admin")) as sub:
+        await sub.ack()
+        await sub.ws.send_text("x" * 300_000)
+        with pytest.raises(WebSocketDisconnect) as closed:
+            await sub.receive()
+        assert closed.value.code == 1009
+
+
+async def test_the_validation_cache_is_used(alice: Client) -> None:
+    cache = _get_validate_cache(256)
+    query = "{ products { sku name } orders(first: 3) { total } }"
+    await alice.post(query)
+    before = cache.cache_info().hits
+    for _ in range(3):
+        assert (await alice.post(query)).get("errors") is None
+    assert cache.cache_info().hits >= before + 3
+
+
+def test_every_root_field_guards_its_input() -> None:
+    for root in (Query, Mutation):
+        for field in root.__strawberry_definition__.fields:  # type: ignore[attr-defined]
+            assert any(isinstance(e, GuardInput) for e in field.extensions), field.name

@@ -87,6 +87,8 @@ def test_a_stripe_key_makes_stripe_the_card_gateway() -> None:
         {"PAYQL_REFUND_WINDOW_DAYS": "-1"},
         {"PAYQL_ALLOWED_ORIGINS": "*"},
         {"PAYQL_ALLOWED_ORIGINS": "shop.example.com"},
+        {"PAYQL_ALLOWED_ORIGINS": "https://shop.example.com/checkout"},
+        {"PAYQL_ALLOWED_ORIGINS": "https://*.example.com"},
         {"PAYQL_MAX_QUERY_DEPTH": "0"},
         {"PAYQL_MAX_BODY_BYTES": "lots"},
         {"PAYQL_FAILED_PAYMENTS_PER_IP": "-1"},
@@ -101,7 +103,7 @@ def test_malformed_settings_are_refused_with_their_name(env: dict[str, str]) -> 
 def test_limits_and_origins_come_from_payql_variables() -> None:
     settings = Settings.from_env(
         {
-            "PAYQL_ALLOWED_ORIGINS": "https://shop.example.com, http://localhost:5173/",
+            "PAYQL_ALLOWED_ORIGINS": "https://Shop.Example.com, http://localhost:5173/",
             "PAYQL_MAX_QUERY_COST": "5000",
             "PAYQL_FAILED_PAYMENTS_PER_CUSTOMER": "0",
         }
