@@ -42,6 +42,11 @@ def documents() -> dict[str, dict[str, object]]:
             "query": "{ orders(first: 100) { items { payments { order { payments { order {"
             " payments { refunds { id } } } } } } } } }"
         },
+        "fragment fan-out (2^30)": {
+            "query": "{ ...F0 } "
+            + " ".join(f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(30))
+            + " fragment F30 on Query { products { sku } }"
+        },
         "batch of 2": {"batch": True},
         "first: 10000": {"query": "{ orders(first: 10000) { total } }"},
     }

@@ -3,7 +3,7 @@
 Whatever arrives, the answer is a clean GraphQL response: no 500, no unexpected
 (masked) error, which would be a bug found, and nothing internal in any message.
 The runs are derandomized (the same examples every run, so CI is repeatable) and
-bounded: PAYQL_FUZZ_EXAMPLES examples per test (800 by default).
+bounded: PAYQL_FUZZ_EXAMPLES examples per test (1,000 by default).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from support import LiveServer
 
 from schema.schema import schema
 
-EXAMPLES = int(os.environ.get("PAYQL_FUZZ_EXAMPLES", "800"))
+EXAMPLES = int(os.environ.get("PAYQL_FUZZ_EXAMPLES", "1000"))
 SDL = schema.as_str()
 
 SCALARS = {
