@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTHON ?= python3
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: install
 
 test: install
 	$(PY) -m pytest $(ARGS)
+
+# The benchmark (bench/run.py): QUICK=1 for a short run.
+bench: install
+	$(PY) bench/run.py $(if $(QUICK),--quick,)
 
 lint: install
 	$(VENV)/bin/ruff check .

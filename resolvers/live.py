@@ -19,6 +19,7 @@ from typing import Any
 
 from models.commands import StatusChange
 from models.errors import PublicError
+from models.tables import Payment
 from resolvers.broadcast import CONNECTION_LOST
 
 log = logging.getLogger("payql.live")
@@ -26,6 +27,8 @@ log = logging.getLogger("payql.live")
 CHANNEL = "payql.payment-status"
 RECONNECT_FIRST = 0.2  # seconds; doubling up to
 RECONNECT_MAX = 5.0
+# Payment reads shared between subscribers, kept for the most recent changes.
+SHARED_READS = 256
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class Hub:
         self.listeners: set[Listener] = set()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._reads: dict[tuple[str, int], asyncio.Future[Payment]] = {}
 
     async def publish(self, change: StatusChange) -> None:
         await self.broadcast.publish(CHANNEL, change.to_json())
@@ -146,6 +150,26 @@ class Hub:
             return
         for listener in list(self.listeners):
             listener.offer(change)
+
+    async def payment_after(self, payment_id: str, cursor: int) -> Payment:
+        """The payment as read after change `cursor` committed, read once per process
+        however many subscribers send that change: the first asks the database, the
+        others wait for the same answer. Any read made after the change arrived shows
+        it (or something newer), so sharing it is as fresh as reading it again."""
+        key = (payment_id, cursor)
+        read = self._reads.get(key)
+        if read is None:
+            read = asyncio.ensure_future(Payment.get(id=payment_id))
+            self._reads[key] = read
+            read.add_done_callback(lambda done: self._forget_failed(key, done))
+            while len(self._reads) > SHARED_READS:
+                self._reads.pop(next(iter(self._reads)))
+        # A subscriber that goes away must not cancel the read the others wait for.
+        return await asyncio.shield(read)
+
+    def _forget_failed(self, key: tuple[str, int], read: asyncio.Future[Payment]) -> None:
+        if read.cancelled() or read.exception() is not None:
+            self._reads.pop(key, None)
 
     @contextlib.asynccontextmanager
     async def listen(self) -> AsyncIterator[Listener]:

@@ -28,9 +28,13 @@ class PaymentStatusChange:
         return strawberry.ID(event_id(self.change.cursor))
 
     @strawberry.field
-    async def payment(self) -> Payment:
-        # Read fresh for every message, never from a per-connection cache.
-        return Payment.of(await tables.Payment.get(id=self.change.payment_id))
+    async def payment(self, info: Info[Context, None]) -> Payment:
+        # Read after the change committed, once per process for all its subscribers
+        # (never from a per-connection cache).
+        live = info.context.live
+        if live is None:
+            return Payment.of(await tables.Payment.get(id=self.change.payment_id))
+        return Payment.of(await live.payment_after(self.change.payment_id, self.change.cursor))
 
     @strawberry.field
     def previous_status(self) -> PaymentStatus | None:

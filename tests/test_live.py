@@ -23,6 +23,7 @@ from support import (
 
 from models.commands import StatusChange
 from models.rules import PaymentStatus
+from resolvers import live
 
 STATUS_CHANGED = """
 subscription ($paymentId: ID, $orderId: ID, $after: ID) {
@@ -222,9 +223,21 @@ async def test_resuming_with_after_misses_nothing_and_repeats_nothing(
     assert cursors == sorted(cursors) and int(last["cursor"][4:]) < cursors[0]
 
 
-async def test_two_hundred_subscribers_all_receive_one_change(
-    alice: Client, admin: Client, server: LiveServer, completed_payment: dict[str, Any]
+async def test_two_hundred_subscribers_all_receive_one_change_read_once(
+    alice: Client,
+    admin: Client,
+    server: LiveServer,
+    completed_payment: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    reads: list[str] = []
+    original = live.Payment.get
+
+    def counted_get(*args: Any, **kwargs: Any) -> Any:
+        reads.append(kwargs.get("id", ""))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(live.Payment, "get", counted_get)
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     async with httpx.AsyncClient(limits=limits, timeout=30) as pool:
         token = server.token("admin", role="admin")
@@ -244,11 +257,14 @@ async def test_two_hundred_subscribers_all_receive_one_change(
         watchers = [asyncio.create_task(watch(ready, go)) for ready in readies]
         await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
         go.set()
+        reads.clear()
         # when one change is made
         await refund(admin, completed_payment["id"], amount="1")
         # then every one of the 200 subscribers receives it
         statuses = await asyncio.wait_for(asyncio.gather(*watchers), 60)
     assert statuses == ["PARTIALLY_REFUNDED"] * 200
+    # and the payment they all show was read from the database once, not 200 times
+    assert reads.count(completed_payment["id"]) == 1
 
 
 async def test_a_late_or_repeated_broadcast_never_steps_a_subscriber_back(

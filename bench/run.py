@@ -1,0 +1,671 @@
+"""payql's benchmark: each scenario against a real server process, with its baseline
+measured in the same run.
+
+    make bench            # or: .venv/bin/python bench/run.py
+    make bench QUICK=1    # a short run (under a minute)
+
+The server is uvicorn with one worker (bench/server.py: payql's app plus the bare
+baseline routes), in a process of its own; this process drives it over real HTTP and
+websockets. Every scenario runs on SQLite, and on PostgreSQL when
+PAYQL_TEST_DATABASE_URL is set. Figures go to stdout and to bench/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import platform
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]
+
+from resolvers.auth import mint_token  # noqa: E402
+
+JWT_SECRET = secrets.token_hex(32)
+WEBHOOK_SECRET = "whsec_bench_" + secrets.token_hex(8)
+POSTGRES_URL = os.environ.get("PAYQL_TEST_DATABASE_URL", "").strip()
+
+
+@dataclass
+class Options:
+    quick: bool
+    seconds: float  # how long each closed-loop measurement runs
+
+
+# -- the server --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def rss_kb(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+
+@contextmanager
+def server(database_url: str, latency_ms: int = 0) -> Iterator[Server]:
+    env = {
+        **os.environ,
+        "PAYQL_DATABASE_URL": database_url,
+        "PAYQL_JWT_SECRET": JWT_SECRET,
+        "PAYQL_SIMULATED_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "PAYQL_SIMULATED_LATENCY_MS": str(latency_ms),
+        "PAYQL_RECONCILE_EVERY_S": "0",
+        "PAYQL_FAILED_PAYMENTS_PER_CUSTOMER": "0",
+        "PAYQL_FAILED_PAYMENTS_PER_IP": "0",
+        "PAYQL_WEBSOCKETS_PER_IP": "100000",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "payql.cli", "migrate"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.server:create_bench_app",
+            "--factory",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the benchmark server did not start")
+            time.sleep(0.1)
+        httpx.post(f"{url}/bare/restock")
+        yield Server(url, process)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@contextmanager
+def database(kind: str) -> Iterator[str]:
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite://{Path(tmp) / 'bench.sqlite3'}"
+        return
+    import asyncpg
+
+    name = f"payql_bench_{secrets.token_hex(4)}"
+    admin = POSTGRES_URL.replace("postgres://", "postgresql://", 1)
+
+    async def run(statement: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    parts = urlsplit(POSTGRES_URL)
+    try:
+        yield urlunsplit(("postgres", parts.netloc, f"/{name}", parts.query, ""))
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+# -- a client ----------------------------------------------------------------------------
+
+
+def token(sub: str, role: str = "customer") -> str:
+    return mint_token(JWT_SECRET, sub=sub, role=role, email=f"{sub}@example.com")
+
+
+class API:
+    def __init__(self, http: httpx.AsyncClient, who: str) -> None:
+        self.http = http
+        self.headers = {"Authorization": f"Bearer {who}"}
+
+    async def gql(self, query: str, **variables: Any) -> dict[str, Any]:
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=self.headers
+        )
+        body: dict[str, Any] = response.json()
+        if body.get("errors"):
+            raise RuntimeError(body["errors"])
+        data: dict[str, Any] = body["data"]
+        return data
+
+
+CREATE_ORDER = """mutation ($sku: ID!) { createOrder(input: {lines: [{sku: $sku, quantity: 1}]}) {
+  order { id } errors { code message } } }"""
+PAY = """mutation ($input: ProcessPaymentInput!) { processPayment(input: $input) {
+  payment { id status gatewayTransactionId } clientSecret errors { code message } } }"""
+REFUND = """mutation ($input: RefundPaymentInput!) { refundPayment(input: $input) {
+  refund { id status } errors { code } } }"""
+READ_PAYMENT = """query ($id: ID!) { payment(id: $id) {
+  id status amount currency capturedAmount refundedAmount createdAt } }"""
+WATCH_ALL = "subscription { paymentStatusChanged { cursor status payment { id status amount } } }"
+WATCH_ONE = "subscription ($id: ID) { paymentStatusChanged(paymentId: $id) { status } }"
+NESTED = """query ($n: Int!) { orders(first: $n) { items {
+  payments { refunds { id amount status } events { id type } } } } }"""
+
+
+async def new_order(api: API, sku: str = "MUG-WHT") -> str:
+    order_id: str = (await api.gql(CREATE_ORDER, sku=sku))["createOrder"]["order"]["id"]
+    return order_id
+
+
+async def paid(api: API, sku: str = "MUG-WHT", token_: str = "pm_card_visa") -> dict[str, Any]:
+    payload = (
+        await api.gql(
+            PAY,
+            input={
+                "orderId": await new_order(api, sku),
+                "paymentMethod": "CREDIT_CARD",
+                "token": token_,
+            },
+        )
+    )["processPayment"]
+    if payload["errors"]:
+        raise RuntimeError(payload["errors"])
+    return {**payload["payment"], "clientSecret": payload["clientSecret"]}
+
+
+# -- measuring ---------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    latencies: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+    def pct(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "requests": len(self.latencies),
+            "per_second": round(self.throughput, 1),
+            "p50_ms": round(self.pct(0.5), 2),
+            "p99_ms": round(self.pct(0.99), 2),
+        }
+
+
+async def closed_loop(
+    call: Callable[[int], Awaitable[Any]],
+    concurrency: int,
+    seconds: float | None = None,
+    total: int | None = None,
+) -> Run:
+    """`concurrency` clients each calling `call` back to back, for `seconds` or until
+    `total` calls were made."""
+    run = Run()
+    started = time.perf_counter()
+    counter = iter(range(10**9))
+
+    async def client() -> None:
+        while True:
+            n = next(counter)
+            if total is not None and n >= total:
+                return
+            if seconds is not None and time.perf_counter() - started > seconds:
+                return
+            t = time.perf_counter()
+            await call(n)
+            run.latencies.append(time.perf_counter() - t)
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    run.elapsed = time.perf_counter() - started
+    return run
+
+
+def client(url: str, connections: int = 100) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=url, timeout=120, limits=httpx.Limits(max_connections=connections)
+    )
+
+
+# -- scenarios ---------------------------------------------------------------------------
+
+
+async def read_overhead(srv: Server, opt: Options) -> dict[str, Any]:
+    """1. payment(id) with every guard on, against the bare JSON endpoint."""
+    async with client(srv.url) as http:
+        api = API(http, token("cus_reader"))
+        payments = [await paid(api) for _ in range(10)]
+
+        async def graphql(n: int) -> None:
+            await api.gql(READ_PAYMENT, id=payments[n % 10]["id"])
+
+        async def bare(n: int) -> None:
+            response = await http.get(
+                f"/bare/payment/{payments[n % 10]['id']}", headers=api.headers
+            )
+            assert response.json()["data"]["payment"]
+
+        await closed_loop(graphql, 8, total=200)  # warm up both
+        await closed_loop(bare, 8, total=200)
+        ours = await closed_loop(graphql, 16, opt.seconds)
+        base = await closed_loop(bare, 16, opt.seconds)
+    return report("read overhead: payment(id)", ours, base, target=0.8)
+
+
+async def nested_lists(srv: Server, opt: Options) -> dict[str, Any]:
+    """2. orders(first: N) { items { payments { refunds events } } }: statements per
+    request, and time per order."""
+    async with client(srv.url) as http:
+        api = API(http, token("cus_nested"))
+        admin = API(http, token("admin", "admin"))
+        for i in range(100):
+            payment = await paid(api)
+            if i % 2 == 0:
+                await admin.gql(REFUND, input={"paymentId": payment["id"], "amount": "1.00"})
+        results: dict[str, Any] = {}
+        for n in (10, 50, 100):
+            before = (await http.get("/bare/sql")).json()["statements"]
+            await api.gql(NESTED, n=n)
+            statements = (await http.get("/bare/sql")).json()["statements"] - before
+            timing = await closed_loop(
+                lambda _, n=n: api.gql(NESTED, n=n), 1, total=10 if opt.quick else 40
+            )
+            results[f"N={n}"] = {
+                "statements": statements,
+                "ms_per_order": round(timing.pct(0.5) / n, 3),
+                **timing.summary(),
+            }
+    ratio = results["N=100"]["ms_per_order"] / results["N=10"]["ms_per_order"]
+    constant = {r["statements"] for r in results.values()}
+    met = len(constant) == 1 and max(constant) <= 5 and ratio <= 1.5
+    print(
+        f"  nested lists: statements per request {[r['statements'] for r in results.values()]}"
+        f" (target: constant, <= 5); ms per order at N=100 / N=10 = {ratio:.2f} (target <= 1.5)"
+        f" -> {'met' if met else 'NOT met'}"
+    )
+    for name, r in results.items():
+        print(f"    {name}: {r['p50_ms']} ms p50, {r['ms_per_order']} ms per order")
+    return {"results": results, "time_ratio": round(ratio, 2), "met": met}
+
+
+async def contention(srv: Server, opt: Options) -> dict[str, Any]:
+    """6. 100 concurrent 1/50 refunds on one payment (exactly 50 succeed), against 100
+    refunds spread over 100 payments."""
+    async with client(srv.url, 200) as http:
+        api = API(http, token("cus_contention"))
+        admin = API(http, token("admin", "admin"))
+        one = await paid(api, "TSHIRT-BLK-M")  # USD 25.00: 50 refunds of 0.50
+        spread = [await paid(api, "TSHIRT-BLK-M") for _ in range(100)]
+
+        async def refund(payment_id: str) -> str:
+            payload = (await admin.gql(REFUND, input={"paymentId": payment_id, "amount": "0.50"}))[
+                "refundPayment"
+            ]
+            return "ok" if not payload["errors"] else payload["errors"][0]["code"]
+
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(*(refund(one["id"]) for _ in range(100)))
+        contended = time.perf_counter() - started
+        started = time.perf_counter()
+        spread_outcomes = await asyncio.gather(*(refund(p["id"]) for p in spread))
+        spread_time = time.perf_counter() - started
+    succeeded = outcomes.count("ok")
+    ratio = (100 / contended) / (100 / spread_time)
+    met = succeeded == 50 and spread_outcomes.count("ok") == 100 and ratio >= 0.3
+    print(
+        f"  contention: {succeeded} of 100 concurrent refunds succeeded (must be 50), "
+        f"{100 / contended:.0f}/s contended vs {100 / spread_time:.0f}/s spread = "
+        f"{ratio:.2f} (target >= 0.3) -> {'met' if met else 'NOT met'}"
+    )
+    return {
+        "succeeded": succeeded,
+        "contended_per_s": round(100 / contended, 1),
+        "spread_per_s": round(100 / spread_time, 1),
+        "ratio": round(ratio, 2),
+        "met": met,
+    }
+
+
+async def process_payment(srv: Server, opt: Options) -> dict[str, Any]:
+    """5. processPayment with the gateway at 50 ms, 64 clients, against the bare writes."""
+    total = 256 if opt.quick else 1280
+    async with client(srv.url, 128) as http:
+        api = API(http, token("cus_payer"))
+        ours_orders = [await new_order(api) for _ in range(total + 64)]
+        bare_orders = [await new_order(api) for _ in range(total + 64)]
+
+        async def graphql(n: int) -> None:
+            payload = (
+                await api.gql(
+                    PAY,
+                    input={
+                        "orderId": ours_orders[n],
+                        "paymentMethod": "CREDIT_CARD",
+                        "token": "pm_card_visa",
+                        "idempotencyKey": f"k-{n}",
+                    },
+                )
+            )["processPayment"]
+            assert payload["payment"]["status"] == "COMPLETED", payload
+
+        async def bare(n: int) -> None:
+            response = await http.post(
+                "/bare/pay",
+                json={"orderId": bare_orders[n], "idempotencyKey": f"b-{n}"},
+                headers=api.headers,
+            )
+            assert response.status_code == 200, response.text
+
+        ours = await closed_loop(graphql, 64, total=total)
+        base = await closed_loop(bare, 64, total=total)
+    return report("processPayment, gateway 50 ms, 64 clients", ours, base, target=0.8)
+
+
+async def fan_out(srv: Server, opt: Options, n: int) -> dict[str, Any]:
+    """3. A signed webhook -> n graphql-transport-ws subscribers, against a bare
+    websocket route pushing the same payload to n connections."""
+    from websockets.asyncio.client import connect
+
+    ws_url = srv.url.replace("http://", "ws://")
+    rounds = 3 if opt.quick else 10
+    async with client(srv.url) as http:
+        api = API(http, token("cus_fan"))
+        admin_token = token("admin", "admin")
+        subscribers = []
+        for _ in range(n):
+            ws = await connect(
+                f"{ws_url}/graphql", subprotocols=["graphql-transport-ws"], max_size=None
+            )
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "connection_init",
+                        "payload": {"Authorization": f"Bearer {admin_token}"},
+                    }
+                )
+            )
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await ws.send(
+                json.dumps(
+                    {
+                        "id": "1",
+                        "type": "subscribe",
+                        "payload": {"query": WATCH_ALL},
+                    }
+                )
+            )
+            subscribers.append(ws)
+        ours = Run()
+        sample = ""
+        for _ in range(rounds):
+            payment = await paid(api, token_="pm_card_authenticationRequired")
+            await asyncio.sleep(0.2)
+            for ws in subscribers:  # drain the creation's own messages
+                while True:
+                    try:
+                        await asyncio.wait_for(ws.recv(), 0.001)
+                    except TimeoutError:
+                        break
+            event = succeeded_event(payment)
+            body = json.dumps(event).encode()
+            t = int(time.time())
+            digest = hmac.new(
+                WEBHOOK_SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256
+            ).hexdigest()
+            started = time.perf_counter()
+            send = http.post(
+                "/webhooks/simulated",
+                content=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "Stripe-Signature": f"t={t},v1={digest}",
+                },
+            )
+
+            async def first(
+                ws: Any, payment_id: str = payment["id"], started: float = started
+            ) -> float:
+                nonlocal sample
+                while True:
+                    message = await ws.recv()
+                    if payment_id in message and "COMPLETED" in message:
+                        sample = message
+                        return time.perf_counter() - started
+
+            received = await asyncio.gather(send, *(first(ws) for ws in subscribers))
+            ours.latencies += received[1:]
+        for ws in subscribers:
+            await ws.close()
+        bare_sockets = [await connect(f"{ws_url}/bare/ws", max_size=None) for _ in range(n)]
+        base = Run()
+        for _ in range(rounds):
+            started = time.perf_counter()
+
+            async def got(ws: Any, started: float = started) -> float:
+                await ws.recv()
+                return time.perf_counter() - started
+
+            received = await asyncio.gather(
+                http.post("/bare/push", content=sample or "{}"), *(got(ws) for ws in bare_sockets)
+            )
+            base.latencies += received[1:]
+        for ws in bare_sockets:
+            await ws.close()
+    ours.elapsed = base.elapsed = 1.0  # throughput is not the point here
+    ratio = base.pct(0.99) / ours.pct(0.99)
+    met = ours.pct(0.99) <= 1.5 * base.pct(0.99)
+    print(
+        f"  fan-out to {n}: p50 {ours.pct(0.5):.1f} ms, p99 {ours.pct(0.99):.1f} ms; bare p50 "
+        f"{base.pct(0.5):.1f} ms, p99 {base.pct(0.99):.1f} ms; p99 ours/bare = "
+        f"{ours.pct(0.99) / base.pct(0.99):.2f} (target <= 1.5) -> {'met' if met else 'NOT met'}"
+    )
+    return {
+        "ours": ours.summary(),
+        "bare": base.summary(),
+        "bare_over_ours_p99": round(ratio, 2),
+        "met": met,
+    }
+
+
+async def open_sockets(url: str, n: int, graphql_payment: str | None) -> list[Any]:
+    """n idle websockets: bare ones, or graphql-transport-ws connections each with one
+    subscription to a payment's status."""
+    from websockets.asyncio.client import connect
+
+    ws_url = url.replace("http://", "ws://")
+
+    async def one() -> Any:
+        if graphql_payment is None:
+            return await connect(f"{ws_url}/bare/ws", max_size=None, ping_interval=None)
+        ws = await connect(
+            f"{ws_url}/graphql",
+            subprotocols=["graphql-transport-ws"],
+            ping_interval=None,
+        )
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "connection_init",
+                    "payload": {"Authorization": f"Bearer {token('cus_idle')}"},
+                }
+            )
+        )
+        await ws.recv()
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {
+                        "query": WATCH_ONE,
+                        "variables": {"id": graphql_payment},
+                    },
+                }
+            )
+        )
+        await ws.recv()  # the payment's current state
+        return ws
+
+    sockets: list[Any] = []
+    while len(sockets) < n:
+        sockets += await asyncio.gather(*(one() for _ in range(min(200, n - len(sockets)))))
+    return sockets
+
+
+async def memory(opt: Options) -> dict[str, Any]:
+    """4. Server RSS per idle subscription, against as many bare websockets held open
+    on the same server. A fresh server for each measurement."""
+    results: dict[str, Any] = {}
+    for n in (500, 1000) if opt.quick else (2000, 5000):
+        per: dict[str, float] = {}
+        for kind in ("bare", "graphql"):
+            with database("sqlite") as url, server(url) as srv:
+                async with client(srv.url) as http:
+                    api = API(http, token("cus_idle"))
+                    payment = await paid(api)
+                    # warm both paths once, so their code and caches are loaded
+                    for ws in await open_sockets(srv.url, 20, None) + await open_sockets(
+                        srv.url, 20, payment["id"]
+                    ):
+                        await ws.close()
+                    await asyncio.sleep(0.5)
+                    before = srv.rss_kb
+                    sockets = await open_sockets(
+                        srv.url, n, payment["id"] if kind == "graphql" else None
+                    )
+                    await asyncio.sleep(1.0)
+                    after = srv.rss_kb
+                    per[kind] = (after - before) / n
+                    await asyncio.gather(*(ws.close() for ws in sockets))
+        ratio = per["graphql"] / per["bare"]
+        met = ratio <= 1.1
+        print(
+            f"  memory at {n}: {per['graphql']:.1f} KB per subscription vs {per['bare']:.1f} KB "
+            f"per bare websocket = {ratio:.2f} (target <= 1.1) -> {'met' if met else 'NOT met'}"
+        )
+        results[str(n)] = {
+            "graphql_kb": round(per["graphql"], 1),
+            "bare_kb": round(per["bare"], 1),
+            "ratio": round(ratio, 2),
+            "met": met,
+        }
+    return results
+
+
+def succeeded_event(payment: dict[str, Any]) -> dict[str, Any]:
+    intent = {
+        "id": payment["gatewayTransactionId"],
+        "object": "payment_intent",
+        "status": "succeeded",
+        "metadata": {"payql_payment_id": payment["id"]},
+    }
+    return {
+        "id": f"evt_{secrets.token_hex(8)}",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": int(time.time()),
+        "data": {"object": intent},
+    }
+
+
+def report(name: str, ours: Run, base: Run, target: float) -> dict[str, Any]:
+    ratio = ours.throughput / base.throughput
+    met = ratio >= target
+    print(
+        f"  {name}: {ours.throughput:.0f}/s (p50 {ours.pct(0.5):.2f} ms, p99 "
+        f"{ours.pct(0.99):.2f} ms) vs bare {base.throughput:.0f}/s (p50 {base.pct(0.5):.2f} "
+        f"ms, p99 {base.pct(0.99):.2f} ms): ratio {ratio:.2f} (target >= {target}) -> "
+        f"{'met' if met else 'NOT met'}"
+    )
+    return {"ours": ours.summary(), "bare": base.summary(), "ratio": round(ratio, 2), "met": met}
+
+
+# -- the run -----------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", default=bool(os.environ.get("QUICK")))
+    parser.add_argument("--only", help="run only scenarios whose name contains this")
+    args = parser.parse_args()
+    opt = Options(quick=args.quick, seconds=2.0 if args.quick else 8.0)
+    backends = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
+    scenarios: list[tuple[str, int, Callable[[Server, Options], Awaitable[Any]]]] = [
+        ("read_overhead", 0, read_overhead),
+        ("nested_lists", 0, nested_lists),
+        ("fan_out_100", 0, lambda s, o: fan_out(s, o, 100)),
+        ("fan_out_1000", 0, lambda s, o: fan_out(s, o, 1000)),
+        ("process_payment", 50, process_payment),
+        ("contention", 0, contention),
+    ]
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, {platform.platform()}",
+        "quick": opt.quick,
+    }
+    for backend in backends:
+        print(f"{backend}:")
+        results[backend] = {}
+        for name, latency, scenario in scenarios:
+            if args.only and args.only not in name:
+                continue
+            with database(backend) as url, server(url, latency_ms=latency) as srv:
+                results[backend][name] = asyncio.run(scenario(srv, opt))
+    if not args.only or args.only in "memory":
+        print("memory (SQLite; the database plays no part):")
+        results["memory"] = asyncio.run(memory(opt))
+    if not args.only:
+        (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        print("figures written to bench/results.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The benchmark's server: payql's own app, plus bare Starlette routes doing the same
+database work with the same ORM, as baselines. Bench-only: never in payql's app.
+
+    uvicorn bench.server:create_bench_app --factory
+
+- GET  /bare/payment/{id}: the same token check, the same row, the same fields as
+  `payment(id)` in GraphQL, as plain JSON.
+- WS   /bare/ws and POST /bare/push: N open websockets, each sent the same payload.
+- POST /bare/pay: the writes of processPayment (payment and event rows, the order's
+  version, the outcome in a second transaction) and the gateway's wait between.
+- GET  /bare/sql: how many SQL statements the server has sent (for statement counts).
+- POST /bare/restock: stock enough for any number of benchmark orders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from tortoise.transactions import in_transaction
+
+from models import money
+from models.access import one_payment
+from models.commands import _append_events, utcnow
+from models.ids import new_id
+from models.rules import CaptureMethod, EventSource, OrderStatus, PaymentMethod, PaymentStatus
+from models.tables import IdempotencyKey, Order, Payment, Product
+from payql.app import create_app
+from resolvers.auth import AuthError, actor_from_header
+
+
+class StatementCounter(logging.Handler):
+    """Counts the statements Tortoise's clients log (at DEBUG) as they send them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def create_bench_app() -> Starlette:
+    app = create_app()
+    settings = app.state.settings
+    counter = StatementCounter()
+    db_log = logging.getLogger("tortoise.db_client")
+    db_log.setLevel(logging.DEBUG)
+    db_log.addHandler(counter)
+    db_log.propagate = False
+    sockets: set[WebSocket] = set()
+    latency = settings.simulated_latency_ms / 1000
+
+    async def payment(request: Request) -> Response:
+        try:
+            actor = actor_from_header(settings.jwt_secret, request.headers.get("authorization"))
+        except AuthError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=401)
+        row = await one_payment(actor, request.path_params["id"]).first()
+        if row is None:
+            return JSONResponse({"data": {"payment": None}})
+        return JSONResponse({"data": {"payment": payment_fields(row)}})
+
+    async def bare_ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        sockets.add(websocket)
+        try:
+            while True:
+                await websocket.receive_text()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            sockets.discard(websocket)
+
+    async def push(request: Request) -> Response:
+        payload = json.dumps(await request.json())
+        await asyncio.gather(*(ws.send_text(payload) for ws in list(sockets)))
+        return JSONResponse({"sent": len(sockets)})
+
+    async def pay(request: Request) -> Response:
+        actor = actor_from_header(settings.jwt_secret, request.headers.get("authorization"))
+        body = await request.json()
+        payment_id = new_id("pay")
+        now = utcnow()
+        async with in_transaction() as conn:
+            key = await IdempotencyKey.create(
+                using_db=conn,
+                scope=f"{actor.scope}:bare",
+                key=body["idempotencyKey"],
+                fingerprint="-",
+                resource_id=payment_id,
+            )
+            order = await Order.filter(id=body["orderId"]).select_for_update().using_db(conn).get()
+            await Order.filter(id=order.id).using_db(conn).update(version=order.version + 1)
+            await Payment.create(
+                using_db=conn,
+                id=payment_id,
+                order_id=order.id,
+                customer_id=actor.customer_id,
+                amount=order.total,
+                currency=order.currency,
+                payment_method=PaymentMethod.CREDIT_CARD,
+                capture_method=CaptureMethod.AUTOMATIC,
+                gateway="simulated",
+                metadata={},
+            )
+            await _append_events(
+                conn, payment_id, EventSource.API, now, [created(PaymentStatus.PENDING)]
+            )
+        await asyncio.sleep(latency)  # the gateway
+        async with in_transaction() as conn:
+            row = await Payment.select_for_update().using_db(conn).get(id=payment_id)
+            await (
+                Payment.filter(id=row.id, version=row.version)
+                .using_db(conn)
+                .update(
+                    status=PaymentStatus.COMPLETED, captured=row.amount, version=row.version + 1
+                )
+            )
+            await _append_events(
+                conn, payment_id, EventSource.GATEWAY, now, [created(PaymentStatus.COMPLETED)]
+            )
+            await Order.filter(id=row.order_id).using_db(conn).update(status=OrderStatus.PAID)
+            await IdempotencyKey.filter(id=key.id).using_db(conn).update(completed=True)
+        return JSONResponse({"data": {"payment": {"id": payment_id, "status": "COMPLETED"}}})
+
+    async def restock(request: Request) -> Response:
+        await Product.all().update(stock=10**9)
+        return JSONResponse({"restocked": True})
+
+    async def statements(request: Request) -> Response:
+        return JSONResponse({"statements": counter.count})
+
+    app.router.routes.extend(
+        [
+            Route("/bare/payment/{id}", payment),
+            WebSocketRoute("/bare/ws", bare_ws),
+            Route("/bare/push", push, methods=["POST"]),
+            Route("/bare/pay", pay, methods=["POST"]),
+            Route("/bare/sql", statements),
+            Route("/bare/restock", restock, methods=["POST"]),
+        ]
+    )
+    return app
+
+
+def created(status: PaymentStatus) -> dict[str, Any]:
+    return {"type": "payment.status", "from_status": None, "to_status": status, "data": {}}
+
+
+def payment_fields(row: Payment) -> dict[str, Any]:
+    """What READ_PAYMENT asks GraphQL for, computed the same way."""
+    return {
+        "id": row.id,
+        "status": row.status.value,
+        "amount": str(money.to_major(row.amount, row.currency)),
+        "currency": row.currency,
+        "capturedAmount": str(money.to_major(row.captured, row.currency)),
+        "refundedAmount": str(money.to_major(row.refunded, row.currency)),
+        "createdAt": row.created_at.isoformat(),
+    }
