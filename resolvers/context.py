@@ -32,11 +32,16 @@ class Context:
     # Over a websocket: how many subscriptions this connection may have open, and has.
     max_subscriptions: int = 20
     active_subscriptions: int = 0
-    _loaders: Loaders = field(default_factory=Loaders)
+    _loaders: Loaders | None = None
 
     @property
     def loaders(self) -> Loaders:
-        return Loaders() if self.streaming else self._loaders
+        """Made on first use (most requests need none), once per request."""
+        if self.streaming:
+            return Loaders()
+        if self._loaders is None:
+            self._loaders = Loaders()
+        return self._loaders
 
     @property
     def who(self) -> Actor:
