@@ -10,6 +10,7 @@ database work with the same ORM, as baselines. Bench-only: never in payql's app.
   version, the outcome in a second transaction) and the gateway's wait between.
 - GET  /bare/sql: how many SQL statements the server has sent (for statement counts).
 - POST /bare/restock: stock enough for any number of benchmark orders.
+- GET  /bare/memory: with PYTHONTRACEMALLOC=1, what was allocated since the last call.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import tracemalloc
 from typing import Any
 
 from starlette.applications import Starlette
@@ -135,6 +137,21 @@ def create_bench_app() -> Starlette:
         await Product.all().update(stock=10**9)
         return JSONResponse({"restocked": True})
 
+    snapshots: list[Any] = []
+
+    async def memory_diff(request: Request) -> Response:
+        """With PYTHONTRACEMALLOC set: what was allocated since the previous call, by
+        line, largest first (the first call only takes the starting snapshot)."""
+        if not tracemalloc.is_tracing():
+            return JSONResponse({"error": "start the server with PYTHONTRACEMALLOC=1"}, 400)
+        snapshot = tracemalloc.take_snapshot()
+        top: list[str] = []
+        if snapshots:
+            stats = snapshot.compare_to(snapshots[-1], "lineno")
+            top = [str(stat) for stat in stats[: int(request.query_params.get("top", "25"))]]
+        snapshots[:] = [snapshot]
+        return JSONResponse({"top": top})
+
     async def statements(request: Request) -> Response:
         return JSONResponse({"statements": counter.count})
 
@@ -146,6 +163,7 @@ def create_bench_app() -> Starlette:
             Route("/bare/pay", pay, methods=["POST"]),
             Route("/bare/sql", statements),
             Route("/bare/restock", restock, methods=["POST"]),
+            Route("/bare/memory", memory_diff),
         ]
     )
     return app

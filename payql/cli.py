@@ -52,6 +52,9 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         log_config=logging_config(settings.log_json),
         access_log=False,  # payql logs each request itself, with its id
         ws_max_size=settings.max_body_bytes,
+        # permessage-deflate keeps ~45 KB of zlib state per websocket, for messages of
+        # a few hundred bytes (bench/run.py --memory-profile): off.
+        ws_per_message_deflate=False,
     )
 
 

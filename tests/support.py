@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -168,6 +168,23 @@ def _run_sync(coro: Any) -> None:
         raise errors[0]
 
 
+def wait_until_healthy(
+    url: str, process: subprocess.Popen[bytes], why: Callable[[], str], seconds: float = 30
+) -> None:
+    """Wait for a server process to answer /healthz; fail with `why()` if it exits or
+    takes longer than `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(why())
+        time.sleep(0.1)
+
+
 @contextmanager
 def payql_serve(
     env: dict[str, str],
@@ -194,16 +211,9 @@ def payql_serve(
             processes.append(process)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"payql serve did not start: {log.read_text()!r}")
-                time.sleep(0.1)
+            wait_until_healthy(
+                url, process, lambda: f"payql serve did not start: {log.read_text()!r}"
+            )
             yield url
         finally:
             process.terminate()
