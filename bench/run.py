@@ -368,9 +368,11 @@ async def nested_lists(srv: Server, opt: Options) -> dict[str, Any]:
                 await admin.gql(REFUND, input={"paymentId": payment["id"], "amount": "1.00"})
         results: dict[str, Any] = {}
         for n in (10, 50, 100):
-            before = (await http.get("/bare/sql")).json()["statements"]
+            before = (await http.get("/bare/sql", params={"counting": 1})).json()["statements"]
             await api.gql(NESTED, n=n)
-            statements = (await http.get("/bare/sql")).json()["statements"] - before
+            statements = (await http.get("/bare/sql", params={"counting": 0})).json()[
+                "statements"
+            ] - before
             timing = await closed_loop(
                 lambda _, n=n: api.gql(NESTED, n=n), 1, total=5 if opt.quick else 40
             )
@@ -414,16 +416,18 @@ async def contention(srv: Server, opt: Options) -> dict[str, Any]:
         spread_outcomes = await asyncio.gather(*(refund(p["id"]) for p in spread))
         spread_time = time.perf_counter() - started
     succeeded = outcomes.count("ok")
-    ratio = (100 / contended) / (100 / spread_time)
+    # Refunds made per second: 50 on the one payment (the other 50 are refused, and
+    # cheap), against 100 spread over 100 payments.
+    ratio = (succeeded / contended) / (100 / spread_time)
     met = succeeded == 50 and spread_outcomes.count("ok") == 100 and ratio >= 0.3
     print(
         f"  contention: {succeeded} of 100 concurrent refunds succeeded (must be 50), "
-        f"{100 / contended:.0f}/s contended vs {100 / spread_time:.0f}/s spread = "
+        f"{succeeded / contended:.0f} refunds/s contended vs {100 / spread_time:.0f}/s spread = "
         f"{ratio:.2f} (target >= 0.3) -> {'met' if met else 'NOT met'}"
     )
     return {
         "succeeded": succeeded,
-        "contended_per_s": round(100 / contended, 1),
+        "contended_per_s": round(succeeded / contended, 1),
         "spread_per_s": round(100 / spread_time, 1),
         "ratio": round(ratio, 2),
         "met": met,
@@ -721,7 +725,11 @@ def main() -> None:
         ("read_overhead", 0, read_overhead),
         ("nested_lists", 0, nested_lists),
         ("fan_out_100", 0, lambda s, o: fan_out(s, o, 100)),
-        ("fan_out_1000", 0, lambda s, o: fan_out(s, o, 300 if o.quick else 1000)),
+        (
+            "fan_out_300" if opt.quick else "fan_out_1000",
+            0,
+            lambda s, o: fan_out(s, o, 300 if o.quick else 1000),
+        ),
         ("process_payment", 50, process_payment),
         ("contention", 0, contention),
     ]

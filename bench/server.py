@@ -54,7 +54,6 @@ def create_bench_app() -> Starlette:
     settings = app.state.settings
     counter = StatementCounter()
     db_log = logging.getLogger("tortoise.db_client")
-    db_log.setLevel(logging.DEBUG)
     db_log.addHandler(counter)
     db_log.propagate = False
     sockets: set[WebSocket] = set()
@@ -153,6 +152,11 @@ def create_bench_app() -> Starlette:
         return JSONResponse({"top": top})
 
     async def statements(request: Request) -> Response:
+        """The statement count; ?counting=1 or 0 turns counting on or off (it costs a
+        log record per statement, so it is on only while a scenario counts)."""
+        if "counting" in request.query_params:
+            on = request.query_params["counting"] == "1"
+            db_log.setLevel(logging.DEBUG if on else logging.WARNING)
         return JSONResponse({"statements": counter.count})
 
     app.router.routes.extend(

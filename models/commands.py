@@ -420,6 +420,8 @@ def attempt_source(ip: str | None) -> str | None:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return ip[:45]
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)  # an IPv4 client on a dual-stack socket
     if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
@@ -561,9 +563,15 @@ class PaymentService:
                 [Counter(name=name, value=0)], ignore_conflicts=True, using_db=conn
             )
             await Counter.select_for_update().using_db(conn).get(name=name)
+            # Failed ones within the window, and ones still unresolved that began within
+            # the time a gateway call can take (a tester's attempts in flight; not a
+            # customer's abandoned 3-D Secure page).
+            recent = self.clock() - self.charge_timeout
             attempts = (
                 await Payment.filter(
-                    status__in=list(rules.UNSUCCESSFUL), created_at__gte=since, **{column: value}
+                    Q(status=PaymentStatus.FAILED, created_at__gte=since)
+                    | Q(status__in=list(rules.UNRESOLVED), created_at__gte=recent),
+                    **{column: value},
                 )
                 .using_db(conn)
                 .count()

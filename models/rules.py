@@ -78,9 +78,8 @@ TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
 
 # Money may be in flight: a payment in one of these blocks a new attempt on its order.
 OPEN = frozenset({P.PENDING, P.PROCESSING, P.REQUIRES_ACTION, P.AUTHORIZED})
-# Attempts that count against card-testing limits: failed, or not yet resolved
-# (a tester's declines can wait in these, too).
-UNSUCCESSFUL = frozenset({P.FAILED, P.PENDING, P.PROCESSING, P.REQUIRES_ACTION})
+# Attempts not yet resolved either way (card-testing limits count recent ones).
+UNRESOLVED = frozenset({P.PENDING, P.PROCESSING, P.REQUIRES_ACTION})
 # Money was taken.
 CAPTURED = frozenset({P.COMPLETED, P.PARTIALLY_REFUNDED, P.REFUNDED})
 REFUNDABLE = frozenset({P.COMPLETED, P.PARTIALLY_REFUNDED})

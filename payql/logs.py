@@ -14,6 +14,7 @@ import re
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 from models.carddata import contains_pan, redact_pans
 
@@ -85,15 +86,31 @@ class Redact(logging.Filter):
     own formatters do not serve: uvicorn or gunicorn run with their own log config."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not getattr(record, "_redacted", False):
-            record.msg = redact(record.getMessage())
-            record.args = None
+        if getattr(record, "_redacted", False):
+            return True
+        try:
+            # Redact the parts in place: formatters such as uvicorn's access log
+            # unpack record.args, so its shape must stay.
+            record.msg = redact_text(record.msg) if isinstance(record.msg, str) else record.msg
+            if isinstance(record.args, tuple):
+                record.args = tuple(
+                    redact_text(a) if isinstance(a, str) else a for a in record.args
+                )
             if record.exc_info and not record.exc_text:
                 record.exc_text = logging.Formatter().formatException(record.exc_info)
             if record.exc_text:
                 record.exc_text = redact(record.exc_text)
             record._redacted = True
+        except Exception:  # a filter must never break the caller's log call
+            pass
         return True
+
+
+def redact_text(text: str) -> str:
+    """`redact`, also seeing through URL encoding (access logs write query strings)."""
+    decoded = unquote_plus(text) if "%" in text or "+" in text else text
+    cleaned = redact(decoded)
+    return text if cleaned == decoded and decoded == text else cleaned
 
 
 def install_redaction() -> None:

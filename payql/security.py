@@ -22,6 +22,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from models.carddata import contains_pan
 from payql.logs import request_id
 
 log = logging.getLogger("payql.request")
@@ -39,11 +40,11 @@ def client_ip(scope: Scope) -> str:
 
 
 def new_request_id() -> str:
-    """16 hex digits, with at least one letter: an id made only of digits could look
-    like a card number and be redacted from the very log line meant to find it."""
+    """16 hex digits holding no run that looks like a card number: such an id would be
+    redacted from the very log line meant to find it."""
     while True:
         rid = secrets.token_hex(8)
-        if not rid.isdigit():
+        if not contains_pan(rid):
             return rid
 
 
@@ -169,7 +170,10 @@ class BodyLimit:
         async def bounded() -> Message:
             message = await receive()
             if message["type"] == "websocket.receive":
-                size = len(message.get("bytes") or b"") + len(message.get("text") or "")
+                text = message.get("text") or ""
+                size = len(message.get("bytes") or b"") + (
+                    len(text) if text.isascii() else len(text.encode())
+                )
                 if size > self.max_bytes:
                     await send({"type": "websocket.close", "code": 1009})
                     return {"type": "websocket.disconnect", "code": 1009}

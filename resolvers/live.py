@@ -168,8 +168,9 @@ class Hub:
         return await asyncio.shield(read)
 
     def _forget_failed(self, key: tuple[str, int], read: asyncio.Future[Payment]) -> None:
-        if read.cancelled() or read.exception() is not None:
-            self._reads.pop(key, None)
+        failed = read.cancelled() or read.exception() is not None
+        if failed and self._reads.get(key) is read:
+            del self._reads[key]
 
     @contextlib.asynccontextmanager
     async def listen(self) -> AsyncIterator[Listener]:

@@ -25,6 +25,7 @@ class Change:
     previous: PaymentStatus | None
     status: PaymentStatus
     occurred_at: datetime
+    live: bool = False  # just broadcast (not replayed from the backlog)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ async def _follow(
                 previous=PaymentStatus(live.previous) if live.previous else None,
                 status=PaymentStatus(live.status),
                 occurred_at=datetime.fromisoformat(live.occurred_at),
+                live=True,
             )
 
 

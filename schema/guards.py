@@ -1,8 +1,8 @@
-"""The guards every GraphQL request passes: token, cost, card data, masked errors.
+"""The guards every GraphQL request passes: token, document limits, input, masked errors.
 
 Each is a Strawberry extension with one job. schema.py puts them together with
-Strawberry's own limiters (depth, aliases, tokens) and the parser and validation
-caches, from the limits in Settings.
+Strawberry's token limiter and its parser and validation caches, from the limits
+in Settings.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from graphql import (
     get_nullable_type,
     value_from_ast_untyped,
 )
+from graphql.execution.values import VariableValues, get_variable_values
+from graphql.pyutils import Undefined
+from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef
 from strawberry.extensions import FieldExtension, MaskErrors, SchemaExtension
 from strawberry.types import ExecutionContext, Info
 from strawberry.types.field import StrawberryField
@@ -168,11 +171,12 @@ class DocumentLimits(SchemaExtension):
         root = schema.get_root_type(operation.operation) if operation else None
         if operation is None or root is None:
             return None  # GraphQL itself says what is wrong
-        variables = dict(ctx.variables or {})
-        for definition in operation.variable_definitions or ():
-            name = definition.variable.name.value
-            if variables.get(name) is None and definition.default_value is not None:
-                variables[name] = value_from_ast_untyped(definition.default_value)
+        # The variables as GraphQL will see them: coerced (100.0 is the Int 100) and
+        # with their defaults (validation passed, so they coerce).
+        coerced = get_variable_values(
+            schema, operation.variable_definitions or [], ctx.variables or {}
+        )
+        variables: dict[str, Any] = coerced.coerced if isinstance(coerced, VariableValues) else {}
         fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
@@ -203,6 +207,10 @@ class DocumentLimits(SchemaExtension):
 
 def _limit_error(message: str, code: str, **extensions: Any) -> GraphQLError:
     return GraphQLError(message, extensions={"code": code, **extensions})
+
+
+# Introspection's entry points live on no type: measured like any other field.
+META_FIELDS = {"__schema": SchemaMetaFieldDef, "__type": TypeMetaFieldDef}
 
 
 class _Meter:
@@ -253,7 +261,7 @@ class _Meter:
     def field(self, node: FieldNode, parent: GraphQLNamedType, paged: bool) -> _Size:
         alias = 1 if node.alias else 0
         introspection = node.name.value.startswith("__")
-        definition = (
+        definition = META_FIELDS.get(node.name.value) or (
             parent.fields.get(node.name.value)
             if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType)
             else None
@@ -274,7 +282,7 @@ class _Meter:
         for argument in node.arguments or ():
             if argument.name.value == name:
                 value = value_from_ast_untyped(argument.value, self.variables)
-                if value is not None:
+                if value is not None and value is not Undefined:
                     return value
         default = definition.default_value if definition is not None else None
         return default if isinstance(default, int) else None

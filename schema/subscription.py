@@ -32,7 +32,9 @@ class PaymentStatusChange:
         # Read after the change committed, once per process for all its subscribers
         # (never from a per-connection cache).
         live = info.context.live
-        if live is None:
+        if live is None or not self.change.live:
+            # A replayed change is read fresh: a shared read made for an older change
+            # could show a subscriber a state older than one it has already seen.
             return Payment.of(await tables.Payment.get(id=self.change.payment_id))
         return Payment.of(await live.payment_after(self.change.payment_id, self.change.cursor))
 

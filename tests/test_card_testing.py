@@ -19,7 +19,7 @@ import pytest
 from conftest import PROCESS_PAYMENT, place_order
 from support import Client, LiveServer
 
-from models.commands import AttemptLimits, utcnow
+from models.commands import AttemptLimits, attempt_source, utcnow
 
 DECLINED = "pm_card_chargeDeclined"
 
@@ -114,6 +114,13 @@ async def test_addresses_in_one_ipv6_64_count_together(
         for i in range(21)
     ]
     assert outcomes == ["FAILED"] * 20 + ["RATE_LIMITED"]
+
+
+def test_an_ipv4_client_on_a_dual_stack_socket_counts_as_its_ipv4_address() -> None:
+    assert attempt_source("::ffff:203.0.113.9") == "203.0.113.9"
+    assert attempt_source("::ffff:198.51.100.1") != attempt_source("::ffff:203.0.113.9")
+    assert attempt_source("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert attempt_source(None) is None
 
 
 async def test_declines_from_one_address_are_cut_off_across_customers(

@@ -352,3 +352,12 @@ def test_every_root_field_guards_its_input() -> None:
     for root in (Query, Mutation):
         for field in root.__strawberry_definition__.fields:  # type: ignore[attr-defined]
             assert any(isinstance(e, GuardInput) for e in field.extensions), field.name
+
+
+async def test_a_float_variable_counts_as_the_int_it_becomes(alice: Client) -> None:
+    # (found in review: 100.0 coerces to the Int 100, and once slipped past the cost)
+    query = """query ($n: Int!) { orders(first: $n) { items { payments { order {
+        payments { order { payments { refunds { id } } } } } } } } }"""
+    body = await alice.post(query, n=100.0)
+    assert codes(body) == ["QUERY_TOO_COMPLEX"]
+    assert body["errors"][0]["extensions"]["cost"] > 1_000_000  # costed at 100, not at 20

@@ -96,3 +96,31 @@ def test_handlers_of_another_log_config_get_the_redacting_filter() -> None:
         assert "[token redacted]" in stream.getvalue()
     finally:
         logger.removeHandler(handler)
+
+
+def test_the_filter_keeps_a_records_arguments_for_formatters_that_unpack_them() -> None:
+    # given a record shaped like uvicorn's access log, with secrets URL-encoded
+    made = logging.makeLogRecord(
+        {
+            "msg": '%s - "%s %s HTTP/%s" %d',
+            "args": (
+                "127.0.0.1:5000",
+                "GET",
+                "/graphql?query=x&email=alice%40example.com&card=4242+4242+4242+4242",
+                "1.1",
+                200,
+            ),
+        }
+    )
+    # when it is redacted
+    assert Redact().filter(made)
+    # then it still formats, with nothing secret left
+    client, method, path, version, status = made.args  # type: ignore[misc]
+    line = made.getMessage()
+    assert status == 200 and method == "GET"
+    assert "alice" not in line and "4242" not in line
+
+
+def test_the_filter_never_breaks_a_bad_log_call() -> None:
+    made = logging.makeLogRecord({"msg": "%d items", "args": ("not a number",)})
+    assert Redact().filter(made)  # no exception here; logging reports it later, as usual
