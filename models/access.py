@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from models.errors import DomainError, ErrorCode
@@ -42,24 +43,21 @@ def visible_payments(actor: Actor) -> QuerySet[Payment]:
     return query if actor.admin else query.filter(customer_id=actor.customer_id)
 
 
-# Our ids (ord_…, pay_…) are at most this long: a longer one names nothing.
-MAX_ID = 40
-
-
-def fits(value: str, length: int = MAX_ID) -> str:
-    """A client's value to match a column of `length` characters: one that cannot fit
-    matches nothing (the ORM would refuse to compare it at all)."""
-    return value if len(value) <= length else ""
+def fits(value: str, model: type[Model], column: str = "id") -> str:
+    """A client's value to match `model.column`: one longer than the column can hold
+    names nothing, so it matches nothing (the ORM would refuse to compare it)."""
+    length = getattr(model._meta.fields_map[column], "max_length", None)
+    return value if length is None or len(value) <= length else ""
 
 
 def one_order(actor: Actor, order_id: str) -> QuerySet[Order]:
     """The caller's order with this id, if it exists and they may see it."""
-    return visible_orders(actor).filter(id=fits(order_id))
+    return visible_orders(actor).filter(id=fits(order_id, Order))
 
 
 def one_payment(actor: Actor, payment_id: str) -> QuerySet[Payment]:
     """The caller's payment with this id, if it exists and they may see it."""
-    return visible_payments(actor).filter(id=fits(payment_id))
+    return visible_payments(actor).filter(id=fits(payment_id, Payment))
 
 
 def owns(actor: Actor, record: Any) -> bool:

@@ -58,9 +58,9 @@ async def payments(
         if where.status:
             query = query.filter(status__in=where.status)
         if where.order_id:
-            query = query.filter(order_id=fits(where.order_id))
+            query = query.filter(order_id=fits(where.order_id, Order))
         if where.gateway:
-            query = query.filter(gateway=fits(where.gateway, 32))
+            query = query.filter(gateway=fits(where.gateway, Payment, "gateway"))
         if where.payment_method:
             query = query.filter(payment_method=where.payment_method)
         if where.customer_email:
@@ -98,7 +98,7 @@ async def _page(query: QuerySet[M], first: int, after: str | None) -> Page[M]:
         raise query_error("VALIDATION", f"first must be between 1 and {MAX_PAGE}")
     total = await query.count()
     if after:
-        created_at, last_id = _decode_cursor(after)
+        created_at, last_id = _decode_cursor(after, query.model)
         query = query.filter(
             Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=last_id)
         )
@@ -113,10 +113,10 @@ def _encode_cursor(row: Order | Payment) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+def _decode_cursor(cursor: str, model: type[Order | Payment]) -> tuple[datetime, str]:
     try:
         created, _, last_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        if not last_id or last_id != fits(last_id):
+        if not last_id or last_id != fits(last_id, model):
             raise ValueError("no id of ours")
         return datetime.fromisoformat(created), last_id
     except (ValueError, binascii.Error, UnicodeDecodeError):

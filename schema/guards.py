@@ -306,9 +306,10 @@ def input_problem(arguments: dict[str, Any]) -> DomainError | None:
     """What is wrong with a root field's arguments before any resolver may see them:
     a card number anywhere (never to be stored or logged), or a NUL character (no
     text column can hold one; PostgreSQL refuses it)."""
+    # Fields are named as other errors name them: relative to `input`.
     path = find_pan(arguments, "")
     if path is not None:
-        where = path.lstrip(".").removeprefix("input.")  # as other errors name fields
+        where = path.lstrip(".").removeprefix("input.")
         return DomainError(ErrorCode.CARD_DATA_REJECTED, card_data_message(where), where)
     path = find_string(arguments, _has_nul, "")
     if path is not None:
