@@ -7,7 +7,8 @@ database work with the same ORM, as baselines. Bench-only: never in payql's app.
   `payment(id)` in GraphQL, as plain JSON.
 - WS   /bare/ws and POST /bare/push: N open websockets, each sent the same payload.
 - POST /bare/pay: the writes of processPayment (payment and event rows, the order's
-  version, the outcome in a second transaction) and the gateway's wait between.
+  version, the outcome in a second transaction) and, between them, the same call to
+  the same simulated gateway (its wait, and the intent it keeps in its own tables).
 - GET  /bare/sql: how many SQL statements the server has sent (for statement counts).
 - POST /bare/restock: stock enough for any number of benchmark orders.
 - GET  /bare/memory: with PYTHONTRACEMALLOC=1, what was allocated since the last call.
@@ -28,6 +29,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from tortoise.transactions import in_transaction
 
+from gateways.base import ChargeRequest
 from models import money
 from models.access import one_payment
 from models.commands import _append_events, utcnow
@@ -57,7 +59,7 @@ def create_bench_app() -> Starlette:
     db_log.addHandler(counter)
     db_log.propagate = False
     sockets: set[WebSocket] = set()
-    latency = settings.simulated_latency_ms / 1000
+    gateway = app.state.service.gateways["simulated"]
 
     async def payment(request: Request) -> Response:
         try:
@@ -115,14 +117,27 @@ def create_bench_app() -> Starlette:
             await _append_events(
                 conn, payment_id, EventSource.API, now, [created(PaymentStatus.PENDING)]
             )
-        await asyncio.sleep(latency)  # the gateway
+        charge = ChargeRequest(
+            reference=payment_id,
+            amount=order.total,
+            currency=order.currency,
+            method=PaymentMethod.CREDIT_CARD.value,
+            token="pm_card_visa",
+            manual_capture=False,
+            idempotency_key=f"payql-{payment_id}",
+            metadata={"payql_payment_id": payment_id, "payql_order_id": order.id},
+        )
+        state = await gateway.charge(charge)  # the same gateway, outside any transaction
         async with in_transaction() as conn:
             row = await Payment.select_for_update().using_db(conn).get(id=payment_id)
             await (
                 Payment.filter(id=row.id, version=row.version)
                 .using_db(conn)
                 .update(
-                    status=PaymentStatus.COMPLETED, captured=row.amount, version=row.version + 1
+                    status=PaymentStatus.COMPLETED,
+                    captured=row.amount,
+                    gateway_transaction_id=state.transaction_id,
+                    version=row.version + 1,
                 )
             )
             await _append_events(

@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from models.commands import StatusChange
 from models.errors import PublicError
@@ -27,8 +28,11 @@ log = logging.getLogger("payql.live")
 CHANNEL = "payql.payment-status"
 RECONNECT_FIRST = 0.2  # seconds; doubling up to
 RECONNECT_MAX = 5.0
-# Payment reads shared between subscribers, kept for the most recent changes.
+# Work shared between subscribers (payment reads, renders), kept for recent changes.
 SHARED_READS = 256
+SHARED_RENDERS = 1024
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,31 +68,77 @@ class Interrupted(PublicError):
 
 
 class Listener:
+    """One subscriber's bounded backlog of live changes: a deque and, while the
+    subscriber waits, one future to wake it (lighter than an asyncio.Queue, which
+    holds three deques and an Event per subscriber)."""
+
+    __slots__ = ("interrupted", "items", "overflowed", "size", "waiter")
+
     def __init__(self, size: int) -> None:
-        self.queue: asyncio.Queue[LiveChange | None] = asyncio.Queue(maxsize=size)
+        self.size = size
+        self.items: deque[LiveChange] = deque()
+        self.waiter: asyncio.Future[None] | None = None
         self.overflowed = False
         self.interrupted = False
 
     def offer(self, change: LiveChange) -> None:
-        try:
-            self.queue.put_nowait(change)
-        except asyncio.QueueFull:
+        if len(self.items) >= self.size:
             self.overflowed = True
+        else:
+            self.items.append(change)
+        self._wake()
 
     def interrupt(self) -> None:
         self.interrupted = True
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(None)  # wakes a waiting reader
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
     async def get(self) -> LiveChange:
-        if self.overflowed:
-            raise SlowSubscriber(
-                "this subscription fell too far behind and was closed: resubscribe with `after`"
-            )
-        change = None if self.interrupted else await self.queue.get()
-        if change is None:
-            raise Interrupted("live status lost its broadcast connection: resubscribe with `after`")
-        return change
+        while True:
+            if self.overflowed:
+                raise SlowSubscriber(
+                    "this subscription fell too far behind and was closed: resubscribe with `after`"
+                )
+            if self.interrupted:
+                raise Interrupted(
+                    "live status lost its broadcast connection: resubscribe with `after`"
+                )
+            if self.items:
+                return self.items.popleft()
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+
+
+class Shared(Generic[T]):
+    """Work done once per process however many subscribers need it: the first caller
+    starts it, the others await the same answer. The most recent `size` answers are
+    kept; one that failed is forgotten, so the next caller tries again."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._work: dict[Hashable, asyncio.Future[T]] = {}
+
+    async def get(self, key: Hashable, start: Callable[[], Awaitable[T]]) -> T:
+        work = self._work.get(key)
+        if work is None:
+            work = asyncio.ensure_future(start())
+            self._work[key] = work
+            work.add_done_callback(lambda done: self._forget_failed(key, done))
+            while len(self._work) > self.size:
+                self._work.pop(next(iter(self._work)))
+        # A subscriber that goes away must not cancel the work the others wait for.
+        return await asyncio.shield(work)
+
+    def _forget_failed(self, key: Hashable, work: asyncio.Future[T]) -> None:
+        failed = work.cancelled() or work.exception() is not None
+        if failed and self._work.get(key) is work:
+            del self._work[key]
 
 
 class Hub:
@@ -98,7 +148,10 @@ class Hub:
         self.listeners: set[Listener] = set()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
-        self._reads: dict[tuple[str, int], asyncio.Future[Payment]] = {}
+        self._reads: Shared[Payment] = Shared(SHARED_READS)
+        # Subscription results per (operation, variables, caller, change): see
+        # schema/fanout.py.
+        self.renders: Shared[Any] = Shared(SHARED_RENDERS)
 
     async def publish(self, change: StatusChange) -> None:
         await self.broadcast.publish(CHANNEL, change.to_json())
@@ -156,21 +209,7 @@ class Hub:
         however many subscribers send that change: the first asks the database, the
         others wait for the same answer. Any read made after the change arrived shows
         it (or something newer), so sharing it is as fresh as reading it again."""
-        key = (payment_id, cursor)
-        read = self._reads.get(key)
-        if read is None:
-            read = asyncio.ensure_future(Payment.get(id=payment_id))
-            self._reads[key] = read
-            read.add_done_callback(lambda done: self._forget_failed(key, done))
-            while len(self._reads) > SHARED_READS:
-                self._reads.pop(next(iter(self._reads)))
-        # A subscriber that goes away must not cancel the read the others wait for.
-        return await asyncio.shield(read)
-
-    def _forget_failed(self, key: tuple[str, int], read: asyncio.Future[Payment]) -> None:
-        failed = read.cancelled() or read.exception() is not None
-        if failed and self._reads.get(key) is read:
-            del self._reads[key]
+        return await self._reads.get((payment_id, cursor), lambda: Payment.get(id=payment_id))
 
     @contextlib.asynccontextmanager
     async def listen(self) -> AsyncIterator[Listener]:

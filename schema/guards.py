@@ -103,6 +103,12 @@ class MaskUnexpectedErrors(MaskErrors):
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         return masked(error, getattr(self.execution_context.context, "request_id", None))
 
+    def _process_result(self, result: object) -> None:
+        # Before MaskErrors' isinstance check against a Protocol, which is slow and ran
+        # for every result sent to every subscriber, almost all with no errors at all.
+        if getattr(result, "errors", None):
+            super()._process_result(result)
+
 
 def masked(error: GraphQLError, request_id: str | None) -> GraphQLError:
     return GraphQLError(

@@ -19,6 +19,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, ExecutionResult
 
 from models.carddata import redact_pans
+from schema.fanout import SharedRenderExecutor
 from schema.guards import (
     DocumentLimits,
     Limits,
@@ -45,6 +46,7 @@ class PayqlSchema(strawberry.Schema):
             subscription=Subscription,
             extensions=extensions(limits),
             config=StrawberryConfig(disable_field_suggestions=limits.production),
+            execution_context_class=SharedRenderExecutor,
         )
 
     async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from conftest import pay, place_order, refund
+from graphql import ExecutionResult, GraphQLError
 from support import (
     Client,
     LiveServer,
@@ -24,6 +26,7 @@ from support import (
 from models.commands import StatusChange
 from models.rules import PaymentStatus
 from resolvers import live
+from schema import fanout
 
 STATUS_CHANGED = """
 subscription ($paymentId: ID, $orderId: ID, $after: ID) {
@@ -295,3 +298,91 @@ async def test_a_late_or_repeated_broadcast_never_steps_a_subscriber_back(
         # then neither reaches the subscriber: the next message is the next real change
         await refund(admin, completed_payment["id"], amount="1")
         assert (await sub.next())["paymentStatusChanged"]["status"] == "PARTIALLY_REFUNDED"
+
+
+STATUS_ONLY = """
+subscription ($paymentId: ID) {
+  paymentStatusChanged(paymentId: $paymentId) { status payment { id } }
+}
+"""
+
+
+async def test_subscribers_asking_the_same_share_one_render_of_a_change(
+    alice: Client,
+    admin: Client,
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    completed_payment: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    renders: list[tuple[Any, ...]] = []
+    original = fanout._SharedEvent._own
+
+    async def counted(self: fanout._SharedEvent, serially: bool | None) -> Any:
+        renders.append(self.key)
+        return await original(self, serially)
+
+    monkeypatch.setattr(fanout._SharedEvent, "_own", counted)
+    admin_token = server.token("admin", role="admin")
+    alice_token = server.token("cus_alice", email="alice@example.com")
+    # given three admin connections with the same operation and variables, Alice with
+    # that operation too, and an admin asking for other fields
+    watchers = [
+        (admin_token, STATUS_CHANGED),
+        (admin_token, STATUS_CHANGED),
+        (admin_token, STATUS_CHANGED),
+        (alice_token, STATUS_CHANGED),
+        (admin_token, STATUS_ONLY),
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        subs = []
+        for token, query in watchers:
+            sub = await stack.enter_async_context(Subscription.connect(server.url, http, token))
+            await sub.ack()
+            await sub.subscribe(query, paymentId=completed_payment["id"])
+            assert (await sub.next())["paymentStatusChanged"]["status"] == "COMPLETED"
+            subs.append(sub)
+        renders.clear()
+        # when one change is made
+        await refund(admin, completed_payment["id"], amount="1")
+        # then every subscriber receives what its own operation asked for
+        got = [(await sub.next())["paymentStatusChanged"] for sub in subs]
+    for change in got[:4]:
+        assert change["status"] == "PARTIALLY_REFUNDED"
+        assert change["payment"]["refundedAmount"] == "1.00"
+    assert got[4] == {"status": "PARTIALLY_REFUNDED", "payment": {"id": completed_payment["id"]}}
+    # and the change was rendered once per (operation, variables, caller): three times
+    assert len(renders) == 3
+    assert len(set(renders)) == 3
+
+
+async def test_a_shared_render_with_errors_is_not_handed_on() -> None:
+    # given a render that comes back with an error (say, a field that failed)
+    calls: list[str] = []
+
+    class Render:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def execute_operation(self, serially: bool | None = None) -> ExecutionResult:
+            calls.append(self.name)
+            await asyncio.sleep(0.01)
+            errors = [GraphQLError("boom")] if self.name == "first" else None
+            return ExecutionResult(data={"who": self.name}, errors=errors)
+
+    shared: live.Shared[Any] = live.Shared(8)
+    key = ("operation", "", "actor", "pay_1", 7)
+    first = fanout._SharedEvent(Render("first"), shared, key)  # type: ignore[arg-type]
+    second = fanout._SharedEvent(Render("second"), shared, key)  # type: ignore[arg-type]
+    # when two subscribers of the same shape reach the same change together
+    a, b = await asyncio.gather(first.execute_operation(), second.execute_operation())
+    # then the first gets its own result, errors and all, and the second renders its own
+    assert a.errors and a.data == {"who": "first"}
+    assert b.errors is None and b.data == {"who": "second"}
+    assert calls == ["first", "second"]
+    # and a third, once a clean render is shared, is handed that one without rendering
+    third = fanout._SharedEvent(Render("third"), live.Shared(8), key)  # type: ignore[arg-type]
+    clean = await third.execute_operation()
+    fourth = fanout._SharedEvent(Render("fourth"), third.renders, key)  # type: ignore[arg-type]
+    assert (await fourth.execute_operation()) is clean
+    assert calls == ["first", "second", "third"]
