@@ -25,6 +25,8 @@ from graphql import (
     GraphQLObjectType,
     GraphQLSchema,
     InlineFragmentNode,
+    IntValueNode,
+    NullValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
     get_named_type,
@@ -167,6 +169,13 @@ class DocumentLimits(SchemaExtension):
     def check(self, ctx: ExecutionContext) -> GraphQLError | None:
         document = ctx.graphql_document
         assert document is not None
+        # The verdict on a document whose size no variable changes is kept: the parser
+        # cache hands out one document object per query text, so most requests are a
+        # lookup here.
+        key = (id(document), ctx.operation_name, self.limits)
+        kept = _VERDICTS.get(key)
+        if kept is not None and kept[0] is document:
+            return _limit_error(*kept[1]) if kept[1] else None
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         wanted = ctx.operation_name
         operation = next(
@@ -177,41 +186,62 @@ class DocumentLimits(SchemaExtension):
         root = schema.get_root_type(operation.operation) if operation else None
         if operation is None or root is None:
             return None  # GraphQL itself says what is wrong
-        # The variables as GraphQL will see them: coerced (100.0 is the Int 100) and
-        # with their defaults (validation passed, so they coerce).
-        coerced = get_variable_values(
-            schema, operation.variable_definitions or [], ctx.variables or {}
-        )
-        variables: dict[str, Any] = coerced.coerced if isinstance(coerced, VariableValues) else {}
+
+        def variables() -> dict[str, Any]:
+            # As GraphQL will see them: coerced (100.0 is the Int 100) and with their
+            # defaults (validation passed, so they coerce).
+            coerced = get_variable_values(
+                schema, operation.variable_definitions or [], ctx.variables or {}
+            )
+            return coerced.coerced if isinstance(coerced, VariableValues) else {}
+
         fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
-        size = _Meter(schema, fragments, variables).selections(operation.selection_set, root)
+        meter = _Meter(schema, fragments, variables)
+        verdict = self.judge(meter.selections(operation.selection_set, root))
+        if not meter.read_variables:
+            _VERDICTS[key] = (document, verdict)
+            while len(_VERDICTS) > VERDICTS_KEPT:
+                _VERDICTS.pop(next(iter(_VERDICTS)))
+        return _limit_error(*verdict) if verdict else None
+
+    def judge(self, size: _Size) -> tuple[str, str, dict[str, Any]] | None:
+        """Why an operation of this size is refused (message, code, extensions)."""
         limits = self.limits
         if size.depth > limits.max_depth:
-            return _limit_error(
+            return (
                 f"this operation is {size.depth} fields deep; at most {limits.max_depth} "
                 "is allowed",
                 "QUERY_TOO_DEEP",
+                {},
             )
         if size.aliases > limits.max_aliases:
-            return _limit_error(
+            return (
                 f"this operation uses {size.aliases} aliases (fragments expanded); at most "
                 f"{limits.max_aliases} are allowed",
                 "TOO_MANY_ALIASES",
+                {},
             )
         if size.cost > limits.max_cost:
-            return _limit_error(
+            return (
                 f"this operation is too expensive: its estimated cost is {size.cost}, and at "
                 f"most {limits.max_cost} is allowed; ask for fewer items (a smaller `first`) "
                 "or fewer nested lists",
                 "QUERY_TOO_COMPLEX",
-                cost=size.cost,
+                {"cost": size.cost},
             )
         return None
 
 
-def _limit_error(message: str, code: str, **extensions: Any) -> GraphQLError:
+# Verdicts on documents whose size no variable changes, by (document, operation, limits);
+# the document is kept beside its verdict, so an id reused by a new object never matches.
+VERDICTS_KEPT = 256
+_VERDICTS: dict[tuple[int, str | None, Limits], tuple[Any, tuple[str, str, dict[str, Any]] | None]]
+_VERDICTS = {}
+
+
+def _limit_error(message: str, code: str, extensions: dict[str, Any]) -> GraphQLError:
     return GraphQLError(message, extensions={"code": code, **extensions})
 
 
@@ -224,11 +254,13 @@ class _Meter:
         self,
         schema: GraphQLSchema,
         fragments: dict[str, FragmentDefinitionNode],
-        variables: dict[str, Any],
+        variables: Callable[[], dict[str, Any]],
     ) -> None:
         self.schema = schema
         self.fragments = fragments
-        self.variables = variables
+        self._variables = variables
+        self.variables: dict[str, Any] | None = None  # coerced when first needed
+        self.read_variables = False  # whether the size depends on them
         self.memo: dict[tuple[str, str, bool], _Size] = {}
 
     def selections(
@@ -287,6 +319,10 @@ class _Meter:
     def _argument(self, node: FieldNode, name: str, definition: Any) -> Any:
         for argument in node.arguments or ():
             if argument.name.value == name:
+                if not isinstance(argument.value, IntValueNode | NullValueNode):
+                    self.read_variables = True
+                    if self.variables is None:
+                        self.variables = self._variables()
                 value = value_from_ast_untyped(argument.value, self.variables)
                 if value is not None and value is not Undefined:
                     return value
