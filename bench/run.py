@@ -519,7 +519,7 @@ async def fan_out(srv: Server, opt: Options, n: int) -> dict[str, Any]:
                 )
             )
             subscribers.append(ws)
-        ours = Run()
+        ours, webhook = Run(), Run()
         sample = ""
         for _ in range(rounds):
             payment = await paid(api, token_="pm_card_authenticationRequired")
@@ -556,7 +556,13 @@ async def fan_out(srv: Server, opt: Options, n: int) -> dict[str, Any]:
                         sample = message
                         return time.perf_counter() - started
 
-            received = await asyncio.gather(send, *(first(ws) for ws in subscribers))
+            async def posted(send: Awaitable[Any] = send, started: float = started) -> float:
+                response = await send
+                assert response.status_code == 200, response.text
+                return time.perf_counter() - started
+
+            received = await asyncio.gather(posted(), *(first(ws) for ws in subscribers))
+            webhook.latencies.append(received[0])
             ours.latencies += received[1:]
         for ws in subscribers:
             await ws.close()
@@ -575,17 +581,20 @@ async def fan_out(srv: Server, opt: Options, n: int) -> dict[str, Any]:
             base.latencies += received[1:]
         for ws in bare_sockets:
             await ws.close()
-    ours.elapsed = base.elapsed = 1.0  # throughput is not the point here
+    ours.elapsed = base.elapsed = webhook.elapsed = 1.0  # throughput is not the point here
     ratio = base.pct(0.99) / ours.pct(0.99)
     met = ours.pct(0.99) <= 1.5 * base.pct(0.99)
     print(
         f"  fan-out to {n}: p50 {ours.pct(0.5):.1f} ms, p99 {ours.pct(0.99):.1f} ms; bare p50 "
         f"{base.pct(0.5):.1f} ms, p99 {base.pct(0.99):.1f} ms; p99 ours/bare = "
         f"{ours.pct(0.99) / base.pct(0.99):.2f} (target <= 1.5) -> {'met' if met else 'NOT met'}"
+        f"\n    the webhook's own response (verified, written, committed, published): p50 "
+        f"{webhook.pct(0.5):.1f} ms"
     )
     return {
         "ours": ours.summary(),
         "bare": base.summary(),
+        "webhook_response": webhook.summary(),
         "bare_over_ours_p99": round(ratio, 2),
         "met": met,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import hashlib
 import logging
 import re
@@ -300,6 +301,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 if created:
                     log.info("seeded the demo catalog with %d products", created)
             await hub.start()  # connects the broadcast, and reconnects it when lost
+            # What start-up made (modules, the schema, the ORM's models) lives as long
+            # as the process: frozen out of the collector, full collections skip it.
+            gc.collect()
+            gc.freeze()
             sweeper = None
             if settings.reconcile_every_s:
                 sweeper = asyncio.create_task(sweep(service, settings.reconcile_every_s))
