@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import gc
-import hashlib
 import logging
-import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,8 +17,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import Response
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -35,7 +32,9 @@ from gateways.simulated import SimulatedGateway
 from models import TORTOISE_MODULES
 from models.catalog import seed_catalog
 from models.commands import AttemptLimits, PaymentService, ensure_counters
+from payql import pages
 from payql.logs import install_redaction
+from payql.ops import Metrics, healthz, readyz
 from payql.security import BodyLimit, RequestLog, SecurityHeaders, WebsocketGuard, client_ip
 from payql.settings import Settings
 from resolvers.auth import AuthError, actor_from_header
@@ -132,7 +131,6 @@ class PayqlGraphQL(GraphQL[Context, None]):
         self.settings = settings
         self.service = service
         self.hub = hub
-        self._ide_csp: str | None = None
 
     async def execute_operation(
         self,
@@ -173,11 +171,9 @@ class PayqlGraphQL(GraphQL[Context, None]):
             )
         return parsed
 
-    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
-        html = self.graphql_ide_html
-        if self._ide_csp is None:
-            self._ide_csp = ide_csp(html)
-        return HTMLResponse(html, headers={"content-security-policy": self._ide_csp})
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # payql's own GraphiQL page, its assets served by payql (payql/pages.py).
+        return await pages.graphiql(request)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         state = request.scope.get("state", {})
@@ -212,27 +208,6 @@ class PayqlGraphQL(GraphQL[Context, None]):
             )
         except AuthError as exc:
             raise ConnectionRejectionError({"reason": str(exc)}) from None
-
-
-def ide_csp(html: str) -> str:
-    """A CSP the GraphiQL page satisfies and no more: its inline scripts by hash, its
-    scripts and stylesheets by their exact unpkg URLs (until payql serves them
-    itself), fetches and websockets to payql only."""
-    hashes = " ".join(
-        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
-        for script in re.findall(r"<script>(.*?)</script>", html, re.DOTALL)
-    )
-    scripts = " ".join(re.findall(r'<script[^>]*\ssrc="(https://[^"]+)"', html))
-    styles = " ".join(re.findall(r'<link[^>]*\shref="(https://[^"]+\.css)"', html))
-    return (
-        f"default-src 'none'; script-src {scripts} {hashes}; "
-        f"style-src {styles} 'unsafe-inline'; img-src 'self' data:; font-src data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-    )
-
-
-async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
 
 
 def build_gateways(settings: Settings) -> dict[str, Gateway]:
@@ -284,6 +259,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     service = build_service(settings, hub)
     simulated = service.gateways.get("simulated")
     graphql = PayqlGraphQL(settings, service, hub)
+    # /metrics: open in development; in production only with PAYQL_METRICS_TOKEN.
+    metrics = Metrics(
+        hub,
+        token=settings.metrics_token,
+        enabled=bool(settings.metrics_token) or not settings.production,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -321,13 +302,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Route("/healthz", healthz),
-        Route("/webhooks/{gateway}", webhook_endpoint(service), methods=["POST"], name="webhook"),
+        Route("/readyz", readyz(hub)),
+        Route("/metrics", metrics.endpoint),
+        Route(
+            "/webhooks/{gateway}",
+            webhook_endpoint(service, observe=metrics.observe_webhook),
+            methods=["POST"],
+            name="webhook",
+        ),
+        Mount("/static", app=pages.static_files(), name="static"),
     ]
     if isinstance(simulated, SimulatedGateway):
         routes.append(Route("/simulated/confirm", confirm_endpoint(simulated), methods=["POST"]))
     middleware = [  # outermost first
         Middleware(SecurityHeaders, production=settings.production),
-        Middleware(RequestLog),
+        Middleware(RequestLog, observe=metrics.observe_request),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.allowed_origins),
@@ -343,4 +332,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.service = service
     app.state.hub = hub
+    app.state.metrics = metrics
     return app

@@ -37,10 +37,11 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     if not settings.production:
         admin = _token(settings, "admin", "admin", "admin@example.com")
         customer = _token(settings, "cus_demo", "customer", "demo@example.com")
-        print(f"\nGraphiQL: {base}/graphql")
-        print("Paste one of these into GraphiQL's Headers tab:")
-        print(f'  admin:    {{"Authorization": "Bearer {admin}"}}')
-        print(f'  customer: {{"Authorization": "Bearer {customer}"}}\n', flush=True)
+        # The token rides in the fragment: the browser keeps it, no server log sees it.
+        print("\nGraphiQL, signed in (development tokens, valid 30 days):")
+        print(f"  as an admin:    {base}/graphql#token={admin}")
+        print(f"  as a customer:  {base}/graphql#token={customer}")
+        print(f'For curl: -H "Authorization: Bearer {admin}"\n', flush=True)
     from payql.logs import logging_config
 
     uvicorn.run(

@@ -17,6 +17,7 @@ import re
 import secrets
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -49,8 +50,14 @@ def new_request_id() -> str:
 
 
 class RequestLog:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        observe: Callable[[str, str | None, int, float], None] | None = None,
+    ) -> None:
         self.app = app
+        # Told of each request when it ends (kind, operation, status, seconds): metrics.
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -115,6 +122,8 @@ class RequestLog:
                     "client_request_id": given if _GOOD_ID.match(given) else None,
                 },
             )
+            if self.observe is not None:
+                self.observe(kind, operation, status, elapsed / 1000)
             request_id.reset(token)
 
 

@@ -73,6 +73,8 @@ class Settings:
     # Websocket connections per client IP (per process), subscriptions per connection.
     websockets_per_ip: int = 50
     subscriptions_per_connection: int = 20
+    # /metrics asks for this bearer token when set; in production it is off without one.
+    metrics_token: str = field(default="", repr=False)
     # Log lines as JSON (the default in production) or as text.
     log_json: bool = False
 
@@ -120,6 +122,7 @@ class Settings:
                 if o.strip()
             ),
             log_json=_flag(get("LOG_JSON", "1" if production else "0"), "LOG_JSON"),
+            metrics_token=get("METRICS_TOKEN", ""),
             **limits,
         )
         settings.check()

@@ -148,6 +148,7 @@ class Hub:
         self.listeners: set[Listener] = set()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self.connected = False  # the broadcast subscription is up (/readyz)
         self._reads: Shared[Payment] = Shared(SHARED_READS)
         # Subscription results per (operation, variables, caller, change): see
         # schema/fanout.py.
@@ -177,6 +178,7 @@ class Hub:
             try:
                 await self.broadcast.connect()
                 async with self.broadcast.subscribe(CHANNEL) as subscriber:
+                    self.connected = True
                     self._ready.set()
                     delay = RECONNECT_FIRST
                     async for event in subscriber:
@@ -187,6 +189,7 @@ class Hub:
                 raise
             except Exception as exc:
                 log.warning("live status lost its broadcast (%s); reconnecting", exc)
+            self.connected = False
             for listener in list(self.listeners):
                 listener.interrupt()
             self._ready.set()  # start() does not wait on a broadcast that is down

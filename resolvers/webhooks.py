@@ -8,7 +8,8 @@ acknowledged and applied zero further times. An event that cannot be applied yet
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,7 +23,17 @@ from models.commands import Busy, PaymentService, PaymentUnknown
 log = logging.getLogger("payql.webhooks")
 
 
-def webhook_endpoint(service: PaymentService) -> Callable[[Request], Awaitable[Response]]:
+# Told of each verified webhook: (gateway, outcome, the event's payload). Metrics.
+Observe = Callable[[str, str, Mapping[str, Any]], None]
+
+
+def webhook_endpoint(
+    service: PaymentService, observe: Observe | None = None
+) -> Callable[[Request], Awaitable[Response]]:
+    def seen(gateway: str, outcome: str, payload: Mapping[str, Any]) -> None:
+        if observe is not None:
+            observe(gateway, outcome, payload)
+
     async def receive(request: Request) -> Response:
         name = request.path_params["gateway"]
         gateway = service.gateways.get(name)
@@ -39,12 +50,15 @@ def webhook_endpoint(service: PaymentService) -> Callable[[Request], Awaitable[R
         try:
             outcome = await service.apply_webhook(name, event)
         except PaymentUnknown as exc:
+            seen(name, "retry", event.payload)
             return JSONResponse({"error": f"{exc}; retry later"}, status_code=503)
         except (Busy, GatewayError, BaseORMException, OSError):
             log.exception("could not apply %s webhook %s", name, event.id)
+            seen(name, "retry", event.payload)
             return JSONResponse(
                 {"error": "could not apply the event now; retry later"}, status_code=503
             )
+        seen(name, outcome, event.payload)
         return JSONResponse({"received": True, "outcome": outcome})
 
     return receive

@@ -89,6 +89,13 @@ def test_responses_demand_https_from_then_on(production: dict[str, Any]) -> None
     assert response.headers["strict-transport-security"].startswith("max-age=")
 
 
+def test_metrics_are_off_without_a_metrics_token(production: dict[str, Any]) -> None:
+    # payment volumes are the business's own: production shows them only to a scraper
+    # holding PAYQL_METRICS_TOKEN, and none is set here
+    assert httpx.get(f"{production['url']}/metrics").status_code == 404
+    assert httpx.get(f"{production['url']}/readyz").status_code == 200
+
+
 def test_each_request_is_one_json_log_line_with_its_id_and_no_secrets(
     production: dict[str, Any],
 ) -> None:

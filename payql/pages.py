@@ -1,0 +1,41 @@
+"""The pages people look at, and the files they load: plain files under payql/static,
+served by the app itself (no front-end build step, no CDN, so they work offline and
+under a strict CSP). Libraries are vendored from their npm packages with their
+licences: static/vendor/fetch.sh fetches them, SHA256SUMS pins them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.staticfiles import StaticFiles
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+# Scripts and styles from payql only, never inline; fetches and websockets to payql
+# only ('self' covers ws: and wss: to the same host).
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
+)
+
+
+def page(name: str) -> Response:
+    """One of the HTML pages, under the pages' CSP; always revalidated, so a page and
+    the scripts it names never come from different releases."""
+    return FileResponse(
+        STATIC / name,
+        media_type="text/html; charset=utf-8",
+        headers={"content-security-policy": PAGE_CSP, "cache-control": "no-cache"},
+    )
+
+
+async def graphiql(request: Request) -> Response:
+    return page("graphiql/index.html")
+
+
+def static_files() -> StaticFiles:
+    return StaticFiles(directory=STATIC)
