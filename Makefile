@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTHON ?= python3
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench vendor clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: install
 # The benchmark (bench/run.py): QUICK=1 for a short run.
 bench: install
 	$(PY) bench/run.py $(if $(QUICK),--quick,)
+
+# Re-fetch the vendored browser libraries from npm and check them (payql/static/vendor).
+vendor:
+	payql/static/vendor/fetch.sh
 
 lint: install
 	$(VENV)/bin/ruff check .

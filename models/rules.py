@@ -83,6 +83,9 @@ UNRESOLVED = frozenset({P.PENDING, P.PROCESSING, P.REQUIRES_ACTION})
 # Money was taken.
 CAPTURED = frozenset({P.COMPLETED, P.PARTIALLY_REFUNDED, P.REFUNDED})
 REFUNDABLE = frozenset({P.COMPLETED, P.PARTIALLY_REFUNDED})
+# For success rates: a payment that got the money (or its authorization), and one that
+# did not. The rest (still open, cancelled) is neither.
+SUCCEEDED = CAPTURED | {P.AUTHORIZED}
 # The customer still has to act; the client secret is shown only then.
 AWAITING_CUSTOMER = frozenset({P.PENDING, P.REQUIRES_ACTION})
 # What a customer may cancel on their own; an authorization is the merchant's to void.

@@ -310,6 +310,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             methods=["POST"],
             name="webhook",
         ),
+        Route("/dashboard", pages.dashboard),
         Mount("/static", app=pages.static_files(), name="static"),
     ]
     if isinstance(simulated, SimulatedGateway):

@@ -41,6 +41,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         print("\nGraphiQL, signed in (development tokens, valid 30 days):")
         print(f"  as an admin:    {base}/graphql#token={admin}")
         print(f"  as a customer:  {base}/graphql#token={customer}")
+        print(f"Dashboard, signed in as an admin: {base}/dashboard#token={admin}")
         print(f'For curl: -H "Authorization: Bearer {admin}"\n', flush=True)
     from payql.logs import logging_config
 

@@ -37,5 +37,11 @@ async def graphiql(request: Request) -> Response:
     return page("graphiql/index.html")
 
 
+async def dashboard(request: Request) -> Response:
+    """Admins' live dashboard (the data needs an admin's token; the page itself is
+    public, like any sign-in page)."""
+    return page("dashboard/index.html")
+
+
 def static_files() -> StaticFiles:
     return StaticFiles(directory=STATIC)

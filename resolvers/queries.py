@@ -5,15 +5,16 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 from graphql import GraphQLError
 from tortoise.expressions import Q
+from tortoise.functions import Count
 from tortoise.queryset import QuerySet
 
 from models.access import fits, one_order, one_payment, visible_orders, visible_payments
-from models.rules import PaymentMethod, PaymentStatus
+from models.rules import SUCCEEDED, PaymentMethod, PaymentStatus
 from models.tables import Order, Payment, Product
 from resolvers.context import Context
 
@@ -38,6 +39,20 @@ class PaymentQuery:
     customer_email: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    order_number: str | None = None
+
+
+@dataclass(frozen=True)
+class StatsBucket:
+    start: datetime
+    payments: int
+    succeeded: int
+    failed: int
+
+
+# paymentStats: at most this many buckets (one grouped count each), over at most a day.
+MAX_BUCKETS = 60
+MAX_STATS_SPAN = timedelta(days=1)
 
 
 def query_error(code: str, message: str) -> GraphQLError:
@@ -69,7 +84,50 @@ async def payments(
             query = query.filter(created_at__gte=where.created_after)
         if where.created_before:
             query = query.filter(created_at__lt=where.created_before)
+        if where.order_number:
+            number = fits(where.order_number.strip().upper(), Order, "number")
+            query = query.filter(order__number=number)
     return await _page(query, first, after)
+
+
+async def payment_stats(
+    ctx: Context, since: datetime, bucket_minutes: int, now: datetime
+) -> list[StatsBucket]:
+    """Payments made since `since`, in buckets of `bucket_minutes`, oldest first: how
+    many, how many succeeded and how many failed (for volume and success rate)."""
+    if not ctx.who.admin:
+        raise query_error("FORBIDDEN", "only an admin can see payment statistics")
+    if since.tzinfo is None:
+        raise query_error("VALIDATION", "since needs a time zone (e.g. 2026-11-22T10:00:00Z)")
+    if not 1 <= bucket_minutes <= 24 * 60:
+        raise query_error("VALIDATION", "bucketMinutes must be between 1 and 1440")
+    if not now - MAX_STATS_SPAN <= since < now:
+        raise query_error("VALIDATION", "since must be within the last 24 hours")
+    width = timedelta(minutes=bucket_minutes)
+    count = -(-(now - since) // width)  # ceiling
+    if count > MAX_BUCKETS:
+        raise query_error(
+            "VALIDATION", f"that is {count} buckets; at most {MAX_BUCKETS}: ask for wider ones"
+        )
+    buckets = []
+    for n in range(count):
+        start = since + n * width
+        rows = (
+            await Payment.filter(created_at__gte=start, created_at__lt=start + width)
+            .annotate(n=Count("id"))
+            .group_by("status")
+            .values("status", "n")
+        )
+        by_status = {PaymentStatus(r["status"]): r["n"] for r in rows}
+        buckets.append(
+            StatsBucket(
+                start=start,
+                payments=sum(by_status.values()),
+                succeeded=sum(n for status, n in by_status.items() if status in SUCCEEDED),
+                failed=by_status.get(PaymentStatus.FAILED, 0),
+            )
+        )
+    return buckets
 
 
 async def payments_by_order(ctx: Context, order_id: str) -> list[Payment]:

@@ -20,6 +20,9 @@ class PaymentFilter:
     customer_email: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    order_number: str | None = strawberry.field(
+        default=None, description="Beyond the contract: the order's number (PQ-…)."
+    )
 
 
 @strawberry.input

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import strawberry
 from strawberry.types import Info
 
+from models.commands import utcnow
 from resolvers import queries
 from resolvers.context import Context
 from schema.enums import PaymentStatus
@@ -40,7 +43,21 @@ def _where(f: PaymentFilter | None) -> queries.PaymentQuery | None:
         customer_email=f.customer_email,
         created_after=f.created_after,
         created_before=f.created_before,
+        order_number=f.order_number,
     )
+
+
+@strawberry.type(description="Beyond the contract: payments in one stretch of time.")
+class PaymentStatsBucket:
+    start: datetime
+    payments: int
+    succeeded: int
+    failed: int
+
+    @strawberry.field(description="succeeded / (succeeded + failed); null when neither.")
+    def success_rate(self) -> float | None:
+        settled = self.succeeded + self.failed
+        return round(self.succeeded / settled, 4) if settled else None
 
 
 @strawberry.type
@@ -95,6 +112,24 @@ class Query:
             end_cursor=page.end_cursor,
             has_next_page=page.has_next_page,
         )
+
+    @strawberry.field(
+        extensions=[GuardInput()],
+        description=(
+            "Beyond the contract, admins only: payments made since `since` (within the "
+            "last day), in buckets of `bucketMinutes`, oldest first (at most 60 buckets)."
+        ),
+    )
+    async def payment_stats(
+        self, info: Info[Context, None], since: datetime, bucket_minutes: int = 5
+    ) -> list[PaymentStatsBucket]:
+        buckets = await queries.payment_stats(info.context, since, bucket_minutes, utcnow())
+        return [
+            PaymentStatsBucket(
+                start=b.start, payments=b.payments, succeeded=b.succeeded, failed=b.failed
+            )
+            for b in buckets
+        ]
 
     @strawberry.field(extensions=[GuardInput()])
     async def products(self, info: Info[Context, None]) -> list[Product]:

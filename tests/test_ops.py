@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +14,10 @@ from support import (
     Client,
     LiveServer,
     Subscription,
-    base_settings,
     free_port,
+    payql_serve,
     post_webhook,
     private_redis,
-    running_server,
     stripe_event,
     stripe_intent,
 )
@@ -42,14 +39,6 @@ def sample(text: str, name: str, **labels: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-@pytest.fixture
-def fresh_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """A server of its own, so that its counts are this test's alone."""
-    settings = base_settings(f"sqlite://{tmp_path / 'ops.sqlite3'}")
-    with running_server(settings) as live:
-        yield live
-
-
 async def test_healthz_and_readyz_answer_when_all_is_up(
     server: LiveServer, http: httpx.AsyncClient
 ) -> None:
@@ -62,29 +51,29 @@ async def test_healthz_and_readyz_answer_when_all_is_up(
 async def test_readyz_says_503_while_the_broadcast_is_down_and_ready_once_back(
     tmp_path: Path, http: httpx.AsyncClient
 ) -> None:
-    port = free_port()
-    with private_redis(port) as redis:
-        # given a server whose live status goes through this Redis
-        settings = replace(
-            base_settings(f"sqlite://{tmp_path / 'ready.sqlite3'}"),
-            broadcast_url=f"redis://127.0.0.1:{port}/0",
-        )
-        with running_server(settings) as live:
-            assert (await http.get(f"{live.url}/readyz")).status_code == 200
+    redis_port = free_port()
+    with private_redis(redis_port) as redis:
+        # given payql serving with its live status through this Redis
+        env = {
+            "PAYQL_DATABASE_URL": f"sqlite://{tmp_path / 'ready.sqlite3'}",
+            "PAYQL_BROADCAST_URL": f"redis://127.0.0.1:{redis_port}/0",
+        }
+        with payql_serve(env, free_port()) as base:
+            assert (await http.get(f"{base}/readyz")).status_code == 200
             # when Redis goes away
             redis.terminate()
             redis.wait(10)
-            response = await _until(http, f"{live.url}/readyz", 503)
-            # then the server is alive but says it is not ready, and why
+            response = await _until(http, f"{base}/readyz", 503)
+            # then payql is alive but says it is not ready, and why
             assert response.json() == {
                 "status": "unavailable",
                 "database": "ok",
                 "broadcast": "unavailable",
             }
-            assert (await http.get(f"{live.url}/healthz")).status_code == 200
-            # and when Redis is back, so is readiness
-            with private_redis(port):
-                await _until(http, f"{live.url}/readyz", 200)
+            assert (await http.get(f"{base}/healthz")).status_code == 200
+            # and when Redis is back, so is readiness, with no restart
+            with private_redis(redis_port):
+                await _until(http, f"{base}/readyz", 200)
 
 
 async def _until(http: httpx.AsyncClient, url: str, status: int) -> httpx.Response:
@@ -97,12 +86,10 @@ async def _until(http: httpx.AsyncClient, url: str, status: int) -> httpx.Respon
 
 
 async def test_metrics_count_requests_payments_refunds_webhooks_and_subscribers(
-    fresh_server: LiveServer, http: httpx.AsyncClient
+    server: LiveServer, alice: Client, admin: Client, http: httpx.AsyncClient
 ) -> None:
-    server = fresh_server
-    alice = Client(server.url, server.token("cus_alice", email="alice@example.com"), http)
-    admin = Client(server.url, server.token("admin", role="admin"), http)
-    # given two payments, one of them partly refunded, a webhook about the other,
+    before = await scrape(http, server)
+    # given two more payments, one of them partly refunded, a webhook about the other,
     # and someone watching the first live
     refunded = await paid(alice, lines=[("MUG-WHT", 1)])
     done = await admin(REFUND, input={"paymentId": refunded["id"], "amount": "1"})
@@ -116,24 +103,28 @@ async def test_metrics_count_requests_payments_refunds_webhooks_and_subscribers(
         await sub.next()
         # when Prometheus scrapes
         response = await http.get(f"{server.url}/metrics")
-    # then each figure is there, as the database and the hub have it
+    # then each figure moved by what happened, as the database and the hub have it
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    text = response.text
-    assert sample(text, "payql_payments", gateway="simulated", status="PARTIALLY_REFUNDED") == 1
-    assert sample(text, "payql_payments", gateway="simulated", status="COMPLETED") == 1
-    assert sample(text, "payql_refunds", status="SUCCEEDED") == 1
-    assert sample(text, "payql_webhooks_total", gateway="simulated", outcome="applied") == 1
-    assert sample(text, "payql_webhook_lag_seconds_count", gateway="simulated") == 1
-    assert sample(text, "payql_live_subscribers") == 1
-    refunds = sample(
-        text,
-        "payql_requests_total",
-        kind="POST",
-        operation="mutation RefundPayment",
-        status="2xx",
-    )
-    assert refunds == 1, text
+    after = response.text
+
+    def grew(name: str, **labels: str) -> float:
+        return (sample(after, name, **labels) or 0) - (sample(before, name, **labels) or 0)
+
+    assert grew("payql_payments", gateway="simulated", status="PARTIALLY_REFUNDED") == 1
+    assert grew("payql_payments", gateway="simulated", status="COMPLETED") == 1
+    assert grew("payql_refunds", status="SUCCEEDED") == 1
+    assert grew("payql_webhooks_total", gateway="simulated", outcome="applied") == 1
+    assert grew("payql_webhook_lag_seconds_count", gateway="simulated") == 1
+    assert grew("payql_live_subscribers") == 1
+    named = {"kind": "POST", "operation": "mutation RefundPayment", "status": "2xx"}
+    assert grew("payql_requests_total", **named) == 1, after
+
+
+async def scrape(http: httpx.AsyncClient, server: LiveServer) -> str:
+    response = await http.get(f"{server.url}/metrics")
+    assert response.status_code == 200
+    return response.text
 
 
 def test_client_chosen_operation_names_cannot_grow_the_metrics_without_bound() -> None:
@@ -153,20 +144,21 @@ def test_client_chosen_operation_names_cannot_grow_the_metrics_without_bound() -
 
 
 async def test_metrics_can_ask_for_a_token(tmp_path: Path, http: httpx.AsyncClient) -> None:
-    settings = replace(
-        base_settings(f"sqlite://{tmp_path / 'm.sqlite3'}"), metrics_token="scrape-me"
-    )
-    with running_server(settings) as live:
-        assert (await http.get(f"{live.url}/metrics")).status_code == 401
+    env = {
+        "PAYQL_DATABASE_URL": f"sqlite://{tmp_path / 'metrics.sqlite3'}",
+        "PAYQL_METRICS_TOKEN": "scrape-me",
+    }
+    with payql_serve(env, free_port()) as base:
+        assert (await http.get(f"{base}/metrics")).status_code == 401
         wrong = {"Authorization": "Bearer nope"}
-        assert (await http.get(f"{live.url}/metrics", headers=wrong)).status_code == 401
+        assert (await http.get(f"{base}/metrics", headers=wrong)).status_code == 401
         right = {"Authorization": "Bearer scrape-me"}
-        response = await http.get(f"{live.url}/metrics", headers=right)
+        response = await http.get(f"{base}/metrics", headers=right)
     assert response.status_code == 200 and "payql_requests_total" in response.text
 
 
 async def test_readyz_says_503_when_the_database_does_not_answer(
-    fresh_server: LiveServer, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    server: LiveServer, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given a database that fails every statement (down, or its pool exhausted)
     connection = Payment._meta.db
@@ -176,7 +168,7 @@ async def test_readyz_says_503_when_the_database_does_not_answer(
 
     monkeypatch.setattr(connection, "execute_query", failing)
     # when a load balancer asks whether the server is ready
-    response = await http.get(f"{fresh_server.url}/readyz")
+    response = await http.get(f"{server.url}/readyz")
     # then it is told no, and why
     assert response.status_code == 503
     assert response.json()["database"] == "unavailable"
