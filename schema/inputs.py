@@ -21,7 +21,7 @@ class PaymentFilter:
     created_after: datetime | None = None
     created_before: datetime | None = None
     order_number: str | None = strawberry.field(
-        default=None, description="Beyond the contract: the order's number (PQ-…)."
+        default=None, description="Beyond the contract: the order's number (ORD-2026-000042)."
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from conftest import refund
+from conftest import paid, refund
 from support import Client, LiveServer
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -36,6 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
+CAPTURE = "mutation ($id: ID!) { capturePayment(id: $id) { errors { code message } } }"
 PRODUCTS = "query Products { products { sku name price currency } }"
 WATCH = """subscription Watch($id: ID) {
   paymentStatusChanged(paymentId: $id) { status payment { id refundedAmount } }
@@ -74,6 +75,7 @@ async def page(
     if backend != "sqlite":
         pytest.skip("browser tests run once, on SQLite: the pages do not depend on it")
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(10_000)
     tab = await context.new_page()
     problems = Problems()
     tab.on(
@@ -153,4 +155,146 @@ async def test_graphiql_shows_a_subscription_live(
     # then the change shows up in GraphiQL by itself
     await result.get_by_text('"PARTIALLY_REFUNDED"').wait_for()
     await result.get_by_text('"5.00"').wait_for()
+    assert not problems, problems
+
+
+# -- the dashboard ---------------------------------------------------------------------
+
+
+async def open_dashboard(tab: Any, server: LiveServer) -> None:
+    await tab.goto(f"{server.url}/dashboard#token={server.token('admin', role='admin')}")
+    await tab.locator("#live[data-state='live']").wait_for()
+    await tab.locator("#payments tbody tr").first.wait_for()
+
+
+async def test_the_dashboard_shows_a_change_made_elsewhere_within_a_second(
+    server: LiveServer, alice: Client, completed_payment: dict[str, Any], page: tuple[Any, Problems]
+) -> None:
+    tab, problems = page
+    # given the dashboard open, live
+    await open_dashboard(tab, server)
+    total = int(await tab.locator("#chart").get_attribute("data-total") or "0")
+    # when a customer pays somewhere else
+    payment = await paid(alice, lines=[("MUG-WHT", 1)])
+    # then within a second the dashboard shows the new payment, completed
+    row = tab.locator(f"tr[data-payment-id='{payment['id']}']")
+    await row.locator(".badge.COMPLETED").wait_for(timeout=1000)
+    assert "$" in await row.inner_text()
+    # and the last hour's chart counts it
+    await tab.locator(f"#chart[data-total='{total + 1}']").wait_for(timeout=5000)
+    assert not problems, problems
+
+
+async def test_a_partial_refund_made_from_the_dashboard(
+    server: LiveServer, admin: Client, completed_payment: dict[str, Any], page: tuple[Any, Problems]
+) -> None:
+    tab, problems = page
+    # given the dashboard showing Alice's completed USD 64.99 payment
+    await open_dashboard(tab, server)
+    row = tab.locator(f"tr[data-payment-id='{completed_payment['id']}']")
+    # when an admin opens it and refunds 10.00 of it
+    await row.click()
+    detail = tab.locator("#detail")
+    await detail.get_by_text("Audit trail").wait_for()
+    await detail.get_by_label("Refund amount").fill("10")
+    await detail.get_by_role("button", name="Refund").click()
+    # then the panel and the row say so
+    await detail.get_by_text("Refunded $10.00.").wait_for()
+    await detail.locator("[data-field='refunded']").get_by_text("$10.00").wait_for()
+    await row.locator(".badge.PARTIALLY_REFUNDED").wait_for()
+    await detail.locator("ol.events").get_by_text("partially refunded").first.wait_for()
+    # and so does the API
+    data = await admin(
+        "query ($id: ID!) { payment(id: $id) { status refundedAmount } }",
+        id=completed_payment["id"],
+    )
+    assert data["payment"] == {"status": "PARTIALLY_REFUNDED", "refundedAmount": "10.00"}
+    assert not problems, problems
+
+
+class Network:
+    """The page's websockets to payql, through Playwright: cut them as a network drop
+    would and refuse new ones until it is back, or let them go silent (a half-open
+    connection: nothing arrives, and nothing says so)."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.silent = False
+        self.open: list[Any] = []
+        self.connections = 0
+
+    async def route(self, ws: Any) -> None:
+        if self.down:
+            await ws.close(code=1001, reason="network down")
+            return
+        self.connections += 1
+        server = ws.connect_to_server()
+        ws.on_message(lambda message: None if self.silent else server.send(message))
+        server.on_message(lambda message: None if self.silent else ws.send(message))
+        self.open.append(ws)
+
+    async def drop(self) -> None:
+        self.down = True
+        for ws in self.open:
+            await ws.close(code=1001, reason="network down")
+        self.open.clear()
+
+    def restore(self) -> None:
+        self.down = False
+
+
+async def test_the_dashboard_resumes_after_a_network_drop_with_nothing_missed(
+    server: LiveServer,
+    admin: Client,
+    completed_payment: dict[str, Any],
+    authorized_payment: dict[str, Any],
+    page: tuple[Any, Problems],
+) -> None:
+    tab, problems = page
+    network = Network()
+    await tab.route_web_socket(re.compile(r".*/graphql$"), network.route)
+    # given the dashboard open, having seen one live change (so it has a cursor)
+    await open_dashboard(tab, server)
+    await refund(admin, completed_payment["id"], amount="1")
+    seen = tab.locator(f"tr[data-payment-id='{completed_payment['id']}']")
+    await seen.locator(".badge.PARTIALLY_REFUNDED").wait_for()
+    # when its connection drops, and meanwhile an authorized payment is captured
+    await network.drop()
+    await tab.locator("#live[data-state='reconnecting']").wait_for()
+    captured = await admin(CAPTURE, id=authorized_payment["id"])
+    assert captured["capturePayment"]["errors"] == []
+    row = tab.locator(f"tr[data-payment-id='{authorized_payment['id']}']")
+    assert await row.locator(".badge.AUTHORIZED").count() == 1  # not seen yet
+    # and the network comes back
+    network.restore()
+    # then the dashboard reconnects and shows the change it missed, resuming after its
+    # cursor (with a cursor it does not reload the list: see dashboard.js)
+    await tab.locator("#live[data-state='live']").wait_for(timeout=20_000)
+    await row.locator(".badge.COMPLETED").wait_for(timeout=5_000)
+    assert not problems, problems
+
+
+async def test_the_dashboard_replaces_a_connection_that_went_silent(
+    server: LiveServer,
+    admin: Client,
+    authorized_payment: dict[str, Any],
+    page: tuple[Any, Problems],
+) -> None:
+    tab, problems = page
+    network = Network()
+    await tab.route_web_socket(re.compile(r".*/graphql$"), network.route)
+    # given the dashboard open and live
+    await open_dashboard(tab, server)
+    assert network.connections == 1
+    # when its connection goes silent, as a half-open one does after a network change
+    network.silent = True
+    captured = await admin(CAPTURE, id=authorized_payment["id"])
+    assert captured["capturePayment"]["errors"] == []
+    # then an unanswered ping gives it away (keep-alive 10 s, then 5 s without a pong),
+    # a new connection is made, and the change sent meanwhile is shown
+    await tab.locator("#live[data-state='reconnecting']").wait_for(timeout=25_000)
+    network.silent = False
+    row = tab.locator(f"tr[data-payment-id='{authorized_payment['id']}']")
+    await row.locator(".badge.COMPLETED").wait_for(timeout=10_000)
+    assert network.connections >= 2
     assert not problems, problems

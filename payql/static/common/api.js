@@ -60,21 +60,47 @@ export async function gql(token, query, variables = {}) {
   return body.data;
 }
 
+// How often the connection is checked, and how long a ping may go unanswered before
+// the connection is taken for dead (a half-open socket after a network change never
+// closes by itself) and replaced.
+export const KEEPALIVE_MS = 10000;
+export const PONG_TIMEOUT_MS = 5000;
+
 // A graphql-transport-ws client (graphql-ws, vendored) that reconnects by itself.
 export function liveClient(token, on = {}) {
   const url = new URL("/graphql", window.location.href);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  let socket = null;
+  let unanswered = null;
   return graphqlWs.createClient({
     url: url.toString(),
     connectionParams: { Authorization: "Bearer " + token },
     lazy: false,
-    keepAlive: 10000,
+    keepAlive: KEEPALIVE_MS,
     retryAttempts: Infinity,
     shouldRetry: () => true,
     retryWait: async (retries) => {
       await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 250 * 2 ** retries)));
     },
-    on,
+    on: {
+      ...on,
+      connected: (...args) => {
+        socket = args[0];
+        if (on.connected) on.connected(...args);
+      },
+      ping: (received) => {
+        if (received) return; // the server's ping: graphql-ws answers it
+        clearTimeout(unanswered);
+        unanswered = setTimeout(() => {
+          if (socket && socket.readyState === WebSocket.OPEN) {
+            socket.close(4408, "no pong: the connection is dead");
+          }
+        }, PONG_TIMEOUT_MS);
+      },
+      pong: (received) => {
+        if (received) clearTimeout(unanswered);
+      },
+    },
   });
 }
 

@@ -104,6 +104,7 @@ async function start() {
   follow();
   refreshStats();
   state.statsTimer = setInterval(refreshStats, 30000); // buckets roll over
+  window.addEventListener("resize", debounce(() => state.stats && drawChart(state.stats), 200));
 }
 
 function showSignIn(message) {
@@ -282,9 +283,12 @@ async function refreshStats() {
 }
 
 function drawChart(buckets) {
+  state.stats = buckets;
   const svg = $("#chart");
   const ns = "http://www.w3.org/2000/svg";
-  const W = 720, H = 180, left = 34, right = 34, top = 10, bottom = 24;
+  const W = Math.max(360, Math.round(svg.clientWidth || 720));
+  const H = 180, left = 34, right = 40, top = 10, bottom = 24;
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const plotW = W - left - right, plotH = H - top - bottom;
   const most = Math.max(1, ...buckets.map((b) => b.payments));
   const slot = plotW / Math.max(1, buckets.length);
