@@ -77,6 +77,7 @@ export function liveClient(token, on = {}) {
     connectionParams: { Authorization: "Bearer " + token },
     lazy: false,
     keepAlive: KEEPALIVE_MS,
+    connectionAckWaitTimeout: KEEPALIVE_MS, // a connection never acknowledged is dead too
     retryAttempts: Infinity,
     shouldRetry: () => true,
     retryWait: async (retries) => {

@@ -195,6 +195,8 @@ function follow() {
   let first = true;
   state.client = liveClient(state.token, {
     connected: () => {
+      const node = $("#live");
+      node.dataset.connections = String(Number(node.dataset.connections || 0) + 1);
       setLive("live");
       // Nothing seen yet to resume after: what changed meanwhile, the list shows.
       if (!first && state.cursor === null) reload();
