@@ -315,6 +315,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     if isinstance(simulated, SimulatedGateway):
         routes.append(Route("/simulated/confirm", confirm_endpoint(simulated), methods=["POST"]))
+        if not settings.production:  # the demo pays with test cards, in development only
+            routes += [
+                Route("/demo/checkout", pages.demo_checkout),
+                Route("/demo/token", pages.demo_token(settings), methods=["POST"]),
+            ]
     middleware = [  # outermost first
         Middleware(SecurityHeaders, production=settings.production),
         Middleware(RequestLog, observe=metrics.observe_request),

@@ -42,6 +42,8 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         print(f"  as an admin:    {base}/graphql#token={admin}")
         print(f"  as a customer:  {base}/graphql#token={customer}")
         print(f"Dashboard, signed in as an admin: {base}/dashboard#token={admin}")
+        if settings.simulated_gateway:
+            print(f"Demo checkout (test cards):       {base}/demo/checkout")
         print(f'For curl: -H "Authorization: Bearer {admin}"\n', flush=True)
     from payql.logs import logging_config
 

@@ -6,13 +6,19 @@ licences: static/vendor/fetch.sh fetches them, SHA256SUMS pins them.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from payql.settings import Settings
+from resolvers.auth import mint_token
+
 STATIC = Path(__file__).resolve().parent / "static"
+DEMO_CUSTOMER = "cus_demo"
 
 # Scripts and styles from payql only, never inline; fetches and websockets to payql
 # only ('self' covers ws: and wss: to the same host).
@@ -41,6 +47,28 @@ async def dashboard(request: Request) -> Response:
     """Admins' live dashboard (the data needs an admin's token; the page itself is
     public, like any sign-in page)."""
     return page("dashboard/index.html")
+
+
+async def demo_checkout(request: Request) -> Response:
+    """Development only: an SPA checkout against the simulated gateway."""
+    return page("demo/checkout.html")
+
+
+def demo_token(settings: Settings) -> Any:
+    async def token(request: Request) -> Response:
+        """Development only: a token for the demo customer, so that the demo checkout
+        runs with nothing to paste. (Production serves neither this nor the page.)"""
+        minted = mint_token(
+            settings.jwt_secret,
+            sub=DEMO_CUSTOMER,
+            role="customer",
+            email="demo@example.com",
+            name="Demo Customer",
+            ttl=timedelta(hours=12),
+        )
+        return JSONResponse({"token": minted}, headers={"cache-control": "no-store"})
+
+    return token
 
 
 def static_files() -> StaticFiles:

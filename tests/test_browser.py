@@ -302,3 +302,62 @@ async def test_the_dashboard_replaces_a_connection_that_went_silent(
     await row.locator(".badge.COMPLETED").wait_for(timeout=10_000)
     assert network.connections >= 2
     assert not problems, problems
+
+
+# -- the demo checkout -----------------------------------------------------------------
+
+
+async def checkout(tab: Any, server: LiveServer, card: str) -> None:
+    """Two mugs in the basket, reviewed (the server's total shown), and paid with the
+    test card whose label is `card`."""
+    await tab.goto(f"{server.url}/demo/checkout")
+    await tab.get_by_label("Quantity of White mug").fill("2")
+    await tab.get_by_role("button", name="Review order").click()
+    await tab.locator("[data-field='total']").get_by_text("$25.98").wait_for()
+    await tab.get_by_label(card).check()
+    await tab.get_by_role("button", name="Pay $25.98").click()
+
+
+async def test_the_demo_checkout_pays_with_a_card_that_succeeds(
+    server: LiveServer, page: tuple[Any, Problems]
+) -> None:
+    tab, problems = page
+    await checkout(tab, server, "Visa, succeeds")
+    await tab.get_by_role("heading", name="Paid $25.98").wait_for()
+    assert "visa •••• 4242" in await tab.locator("#outcome").inner_text()
+    assert not problems, problems
+
+
+async def test_the_demo_checkout_says_why_a_card_was_declined(
+    server: LiveServer, page: tuple[Any, Problems]
+) -> None:
+    tab, problems = page
+    await checkout(tab, server, "Declined")
+    await tab.get_by_role("heading", name="Payment declined").wait_for()
+    reason = await tab.locator("[data-field='reason']").inner_text()
+    assert reason == "Your card was declined. Try another card, or ask your bank why."
+    # and the same order can then be paid with another card
+    await tab.get_by_role("button", name="Try another card").click()
+    await tab.get_by_label("Visa, succeeds").check()
+    await tab.get_by_role("button", name="Pay $25.98").click()
+    await tab.get_by_role("heading", name="Paid $25.98").wait_for()
+    assert not problems, problems
+
+
+@pytest.mark.parametrize(
+    ("answer", "heading"), [("Approve", "Paid $25.98"), ("Deny", "Payment declined")]
+)
+async def test_the_demo_checkout_asks_for_3d_secure_and_follows_the_answer_live(
+    server: LiveServer, page: tuple[Any, Problems], answer: str, heading: str
+) -> None:
+    tab, problems = page
+    await checkout(tab, server, "3-D Secure required")
+    dialog = tab.locator("dialog#three-ds")
+    await dialog.get_by_text("$25.98").wait_for()
+    await dialog.get_by_role("button", name=answer).click()
+    # the outcome arrives by the gateway's webhook, and from there live to the page
+    await tab.get_by_role("heading", name=heading).wait_for()
+    if answer == "Deny":
+        reason = await tab.locator("[data-field='reason']").inner_text()
+        assert "not confirmed with your bank" in reason
+    assert not problems, problems

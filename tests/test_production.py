@@ -89,6 +89,16 @@ def test_responses_demand_https_from_then_on(production: dict[str, Any]) -> None
     assert response.headers["strict-transport-security"].startswith("max-age=")
 
 
+def test_the_dashboard_is_served_and_the_demo_checkout_is_not(
+    production: dict[str, Any],
+) -> None:
+    dashboard = httpx.get(f"{production['url']}/dashboard")
+    assert dashboard.status_code == 200
+    assert "script-src 'self';" in dashboard.headers["content-security-policy"]
+    assert httpx.get(f"{production['url']}/demo/checkout").status_code == 404
+    assert httpx.post(f"{production['url']}/demo/token").status_code == 404
+
+
 def test_metrics_are_off_without_a_metrics_token(production: dict[str, Any]) -> None:
     # payment volumes are the business's own: production shows them only to a scraper
     # holding PAYQL_METRICS_TOKEN, and none is set here
