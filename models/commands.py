@@ -785,9 +785,10 @@ class PaymentService:
             call=lambda gw, txn, key: gw.capture(txn, payment.amount, key),
         )
 
-    async def reconcile(self) -> dict[str, int]:
+    async def reconcile(self, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
         """Payments that a lost answer (a timeout, a crash between the gateway call and
-        the commit) left unresolved: each is synced, so the gateway's truth applies."""
+        the commit) left unresolved: each is synced, so the gateway's truth applies.
+        `progress` is told (done, total) after each."""
         stale = self.clock() - self.charge_timeout
         unanswered = Payment.filter(
             status=PaymentStatus.PENDING, gateway_transaction_id=None
@@ -799,19 +800,24 @@ class PaymentService:
             "payment_id", flat=True
         )
         ids = sorted({str(i) for q in (unanswered, processing, refunding) for i in await q})
-        summary = {"checked": len(ids), "changed": 0, "waiting": 0, "failed": 0}
-        for payment_id in ids:
-            before = await Payment.get(id=payment_id)
-            try:
-                outcome = await self.sync_payment(SYSTEM, payment_id)
-            except DomainError:  # an answer may still be on its way: next round
-                summary["waiting"] += 1
-                continue
-            if outcome.error is not None:
-                summary["failed"] += 1
-            elif outcome.payment is not None and (outcome.payment.version != before.version):
-                summary["changed"] += 1
+        summary = {"checked": len(ids), "changed": 0, "waiting": 0, "failed": 0, "unchanged": 0}
+        for done, payment_id in enumerate(ids, 1):
+            summary[await self._reconcile_one(payment_id)] += 1
+            if progress is not None:
+                progress(done, len(ids))
         return summary
+
+    async def _reconcile_one(self, payment_id: str) -> str:
+        before = await Payment.get(id=payment_id)
+        try:
+            outcome = await self.sync_payment(SYSTEM, payment_id)
+        except DomainError:  # an answer may still be on its way: next round
+            return "waiting"
+        if outcome.error is not None:
+            return "failed"
+        if outcome.payment is not None and outcome.payment.version != before.version:
+            return "changed"
+        return "unchanged"
 
     async def sync_payment(self, actor: Actor, payment_id: str) -> Outcome:
         """Ask the gateway for the truth: the charge (found by our reference when its

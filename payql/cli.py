@@ -7,7 +7,11 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
+from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
+from typing import TextIO
 
 from payql.settings import Settings, SettingsError
 
@@ -62,25 +66,76 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     )
 
 
-def seed_demo(settings: Settings) -> None:
+class Progress:
+    """A progress bar on stderr: redrawn in place on a terminal; elsewhere (a log, a
+    CI job) a line at each tenth, so the output stays readable."""
+
+    WIDTH = 30
+
+    def __init__(self, label: str, total: int, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.shown = -1
+        self.started = time.monotonic()
+
+    def __call__(self, done: int) -> None:
+        if self.total <= 0:
+            return
+        tenth = done * 10 // self.total
+        if not self.tty and tenth == self.shown and done != self.total:
+            return
+        self.shown = tenth
+        filled = done * self.WIDTH // self.total
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        elapsed = time.monotonic() - self.started
+        line = f"{self.label} [{bar}] {done}/{self.total} ({elapsed:.1f} s)"
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if done == self.total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def seed_demo(settings: Settings, orders: int) -> None:
     from tortoise import Tortoise
 
     from models.catalog import seed_catalog
-    from models.commands import ensure_counters
-    from payql.app import tortoise_config
+    from models.commands import AttemptLimits, ensure_counters
+    from payql.app import build_service, tortoise_config
+    from payql.demo import seed_history
+    from resolvers.broadcast import make_broadcast
+    from resolvers.live import Hub
 
     migrate(settings)
 
-    async def run() -> int:
+    async def run() -> tuple[int, Counter[str]]:
         await Tortoise.init(config=tortoise_config(settings.database_url))
+        hub = Hub(make_broadcast(settings.broadcast_url))  # a running dashboard sees them
+        await hub.start()
         try:
             await ensure_counters()
-            return await seed_catalog()
+            created = await seed_catalog()
+            if not orders:
+                return created, Counter()
+            # Seeded declines are not card testing: no attempt limits here.
+            service = replace(build_service(settings, hub), attempt_limits=AttemptLimits(0, 0))
+            tally = await seed_history(service, orders, Progress("seeding orders", orders))
+            return created, tally
         finally:
+            await hub.stop()
             await Tortoise.close_connections()
 
-    created = asyncio.run(run())
+    if orders and not settings.simulated_gateway:
+        print("payql: seed-demo --orders needs the simulated gateway", file=sys.stderr)
+        raise SystemExit(2)
+    created, tally = asyncio.run(run())
     print(f"seeded {created} products" if created else "the catalog already has products")
+    if orders:
+        print(f"seeded {orders} orders:")
+        for outcome, count in tally.most_common():
+            print(f"  {count:6d}  {outcome}")
 
 
 def reconcile(settings: Settings) -> None:
@@ -95,7 +150,15 @@ def reconcile(settings: Settings) -> None:
         hub = Hub(make_broadcast(settings.broadcast_url))  # changes reach subscribers too
         await hub.start()
         try:
-            return await build_service(settings, hub).reconcile()
+            progress: Progress | None = None
+
+            def step(done: int, total: int) -> None:
+                nonlocal progress
+                if progress is None:
+                    progress = Progress("reconciling", total)
+                progress(done)
+
+            return await build_service(settings, hub).reconcile(progress=step)
         finally:
             await hub.stop()
             await Tortoise.close_connections()
@@ -135,7 +198,17 @@ def main(argv: list[str] | None = None) -> int:
     token_cmd.add_argument("--sub", required=True, help="the customer id (or admin name)")
     token_cmd.add_argument("--email")
     token_cmd.add_argument("--days", type=float, default=30, help="lifetime in days")
-    commands.add_parser("seed-demo", help="create the demo catalog if the catalog is empty")
+    seed_cmd = commands.add_parser(
+        "seed-demo",
+        help="create the demo catalog if it is empty; with --orders, a payment history too",
+    )
+    seed_cmd.add_argument(
+        "--orders",
+        type=int,
+        default=0,
+        help="orders to create, paid in every way (simulated gateway): successes, declines, "
+        "3-D Secure, authorizations, offline payments, refunds",
+    )
     commands.add_parser(
         "reconcile", help="ask the gateways about payments a lost answer left unresolved"
     )
@@ -157,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "token":
         print(_token(settings, args.sub, args.role, args.email, args.days))
     elif args.command == "seed-demo":
-        seed_demo(settings)
+        if args.orders < 0:
+            parser.error("--orders must be zero or more")
+        seed_demo(settings, args.orders)
     elif args.command == "reconcile":
         reconcile(settings)
     elif args.command == "migrate":

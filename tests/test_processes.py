@@ -168,6 +168,7 @@ async def test_a_payment_whose_process_died_after_the_gateway_call_is_reconciled
         # then it finds the charge at the gateway and applies it
         assert returncode == 0, err
         assert "1 checked, 1 changed" in out
+        assert "reconciling [" in err and "1/1" in err  # with its progress shown
         with payql_serve(env, free_port()) as base:
             client = Client(base, alice, http)
             data = await client(
@@ -193,6 +194,45 @@ async def test_migrate_brings_an_empty_database_to_the_schema_and_then_does_noth
         assert (again[0], again[1].strip()) == (0, "migrated: up to date")
         seeded = await payql_cli(env, "seed-demo")
         assert "seeded 8 products" in seeded[1]
+
+
+async def test_seed_demo_makes_a_history_of_every_kind_through_the_write_path(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, http: httpx.AsyncClient
+) -> None:
+    secret = secrets.token_hex(32)
+    admin = mint_token(secret, sub="admin", role="admin")
+    with database(backend, tmp_path_factory.mktemp("seed")) as url:
+        env = {"PAYQL_DATABASE_URL": url, "PAYQL_JWT_SECRET": secret}
+        # when 60 orders are seeded
+        code, out, err = await payql_cli(env, "seed-demo", "--orders", "60")
+        assert code == 0, err
+        # then it showed its progress, and says what it made
+        assert "seeding orders [" in err and "60/60" in err
+        assert "seeded 8 products" in out and "seeded 60 orders:" in out
+        # and the history is there, as the API sees it: payments in several currencies,
+        # succeeded, declined, waiting, refunded in part and in full
+        with payql_serve(env, free_port()) as base:
+            client = Client(base, admin, http)
+            data = await client(
+                """{ payments(first: 100) { total items {
+                      status currency refundedAmount refunds { status } } } }"""
+            )
+    items = data["payments"]["items"]
+    assert data["payments"]["total"] == len(items) > 50
+    statuses = {p["status"] for p in items}
+    assert {"COMPLETED", "FAILED", "REFUNDED", "PARTIALLY_REFUNDED"} <= statuses, statuses
+    assert {"AUTHORIZED", "REQUIRES_ACTION", "PENDING"} & statuses, statuses
+    assert len({p["currency"] for p in items}) >= 2
+    refunded = [p for p in items if p["status"] in ("REFUNDED", "PARTIALLY_REFUNDED")]
+    assert refunded and all(p["refunds"][0]["status"] == "SUCCEEDED" for p in refunded)
+
+
+async def test_seed_demo_refuses_a_negative_number_of_orders(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with database("sqlite", tmp_path_factory.mktemp("seed-bad")) as url:
+        code, _, err = await payql_cli({"PAYQL_DATABASE_URL": url}, "seed-demo", "--orders", "-1")
+    assert code == 2 and "--orders must be zero or more" in err
 
 
 class PrivatePostgres:
