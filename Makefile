@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTHON ?= python3
 
-.PHONY: install run test lint format bench vendor clean
+.PHONY: install run test lint format bench vendor screenshot clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ bench: install
 # Re-fetch the vendored browser libraries from npm and check them (payql/static/vendor).
 vendor:
 	payql/static/vendor/fetch.sh
+
+# The README's screenshot of the dashboard (needs Debian's chromium).
+screenshot: install
+	$(PY) .github/screenshot.py
 
 lint: install
 	$(VENV)/bin/ruff check .
