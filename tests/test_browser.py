@@ -361,3 +361,70 @@ async def test_the_demo_checkout_asks_for_3d_secure_and_follows_the_answer_live(
         reason = await tab.locator("[data-field='reason']").inner_text()
         assert "not confirmed with your bank" in reason
     assert not problems, problems
+
+
+async def test_the_dashboard_filters_and_searches(
+    server: LiveServer,
+    alice: Client,
+    bob: Client,
+    completed_payment: dict[str, Any],
+    page: tuple[Any, Problems],
+) -> None:
+    tab, problems = page
+    # given a declined payment of Bob's beside Alice's completed one
+    declined = await paid(bob, token="pm_card_chargeDeclined")
+    await open_dashboard(tab, server)
+    alices = tab.locator(f"tr[data-payment-id='{completed_payment['id']}']")
+    bobs = tab.locator(f"tr[data-payment-id='{declined['id']}']")
+    await alices.wait_for()
+    await bobs.wait_for()
+    # when searching by Bob's email, only his payments are listed
+    await tab.get_by_placeholder("order number (ORD-…) or customer email").fill("bob@example.com")
+    await alices.wait_for(state="detached")
+    await bobs.wait_for()
+    assert all(
+        "bob@example.com" in text
+        for text in await tab.locator("#payments tbody tr").all_inner_texts()
+    )
+    # and by an order's number, only that order's
+    order = await alice(
+        "query ($id: ID!) { payment(id: $id) { order { number } } }", id=completed_payment["id"]
+    )
+    search = tab.get_by_placeholder("order number (ORD-…) or customer email")
+    await search.fill(order["payment"]["order"]["number"])
+    await alices.wait_for()
+    assert await tab.locator("#payments tbody tr").count() == 1
+    # and by status
+    await search.fill("")
+    await tab.get_by_label("Status").select_option("FAILED")
+    await bobs.wait_for()
+    await alices.wait_for(state="detached")
+    assert set(await tab.locator("#payments tbody .badge").all_inner_texts()) == {"failed"}
+    assert not problems, problems
+
+
+async def test_capture_and_cancel_from_the_dashboard(
+    server: LiveServer,
+    alice: Client,
+    authorized_payment: dict[str, Any],
+    page: tuple[Any, Problems],
+) -> None:
+    tab, problems = page
+    # given an authorized payment and one waiting for 3-D Secure
+    waiting = await paid(alice, token="pm_card_authenticationRequired")
+    await open_dashboard(tab, server)
+    detail = tab.locator("#detail")
+    # when an admin captures the first from its panel
+    await tab.locator(f"tr[data-payment-id='{authorized_payment['id']}']").click()
+    await detail.get_by_role("button", name="Capture").click()
+    # then it is completed, in the panel and in the list
+    await detail.get_by_text("Captured.").wait_for()
+    row = tab.locator(f"tr[data-payment-id='{authorized_payment['id']}']")
+    await row.locator(".badge.COMPLETED").wait_for()
+    assert await detail.get_by_role("button", name="Capture").count() == 0
+    # and when the other is cancelled, it is cancelled
+    await tab.locator(f"tr[data-payment-id='{waiting['id']}']").click()
+    await detail.get_by_role("button", name="Cancel payment").click()
+    await detail.get_by_text("Cancelled.").wait_for()
+    await tab.locator(f"tr[data-payment-id='{waiting['id']}'] .badge.CANCELLED").wait_for()
+    assert not problems, problems
