@@ -112,23 +112,33 @@ def seed_demo(settings: Settings, orders: int) -> None:
 
     async def run() -> tuple[int, Counter[str]]:
         await Tortoise.init(config=tortoise_config(settings.database_url))
-        hub = Hub(make_broadcast(settings.broadcast_url))  # a running dashboard sees them
+        # With a shared broadcast (Redis), a running dashboard sees them arrive.
+        hub = Hub(make_broadcast(settings.broadcast_url))
         await hub.start()
         try:
             await ensure_counters()
             created = await seed_catalog()
             if not orders:
                 return created, Counter()
-            # Seeded declines are not card testing: no attempt limits here.
-            service = replace(build_service(settings, hub), attempt_limits=AttemptLimits(0, 0))
+            # Test cards on the simulated gateway only, whatever else is configured (a
+            # Stripe key must never see these); seeded declines are not card testing.
+            service = replace(
+                build_service(settings, hub),
+                card_gateway="simulated",
+                attempt_limits=AttemptLimits(0, 0),
+            )
             tally = await seed_history(service, orders, Progress("seeding orders", orders))
             return created, tally
         finally:
             await hub.stop()
             await Tortoise.close_connections()
 
-    if orders and not settings.simulated_gateway:
-        print("payql: seed-demo --orders needs the simulated gateway", file=sys.stderr)
+    if orders and (settings.production or not settings.simulated_gateway):
+        print(
+            "payql: seed-demo --orders makes test payments: development only, with the "
+            "simulated gateway",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     created, tally = asyncio.run(run())
     print(f"seeded {created} products" if created else "the catalog already has products")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
 from graphql import GraphQLError
@@ -15,7 +15,7 @@ from tortoise.queryset import QuerySet
 
 from models.access import fits, one_order, one_payment, visible_orders, visible_payments
 from models.rules import SUCCEEDED, PaymentMethod, PaymentStatus
-from models.tables import Order, Payment, Product
+from models.tables import Order, Payment, PaymentEvent, Product
 from resolvers.context import Context
 
 MAX_PAGE = 100
@@ -90,6 +90,15 @@ async def payments(
     return await _page(query, first, after)
 
 
+async def live_cursor(ctx: Context) -> int:
+    """The newest committed change's position. Positions commit in order (see
+    models/commands._append_events), so every change up to it is visible now."""
+    if not ctx.who.admin:
+        raise query_error("FORBIDDEN", "only an admin can see the live cursor")
+    newest = await PaymentEvent.all().order_by("-id").first()
+    return newest.id if newest is not None else 0
+
+
 async def payment_stats(
     ctx: Context, since: datetime, bucket_minutes: int, now: datetime
 ) -> list[StatsBucket]:
@@ -101,6 +110,7 @@ async def payment_stats(
         raise query_error("VALIDATION", "since needs a time zone (e.g. 2026-11-22T10:00:00Z)")
     if not 1 <= bucket_minutes <= 24 * 60:
         raise query_error("VALIDATION", "bucketMinutes must be between 1 and 1440")
+    since = since.astimezone(UTC)  # stored in UTC; SQLite compares them as text
     if not now - MAX_STATS_SPAN <= since < now:
         raise query_error("VALIDATION", "since must be within the last 24 hours")
     width = timedelta(minutes=bucket_minutes)

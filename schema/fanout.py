@@ -33,37 +33,46 @@ class SharedRenderExecutor(StrawberryGraphQLCoreExecutionContext):
         if change is None or not getattr(change, "live", False) or hub is None or actor is None:
             return executor
         variables = self.variable_values.coerced
+        # By the operation node's identity: graphql-core compares nodes by content, and
+        # an operation's text says nothing of the fragments its document defines.
+        # The node is kept with the result (see _SharedEvent), so its id is not reused
+        # while the entry lives.
         key = (
-            self.operation,  # by identity: the node is kept alive by the key
+            id(self.operation),
             json.dumps(variables, sort_keys=True, default=str) if variables else "",
             actor,
             change.payment_id,
             change.cursor,
         )
-        return _SharedEvent(executor, hub.renders, key)  # type: ignore[return-value]
+        return _SharedEvent(executor, hub.renders, key, self.operation)  # type: ignore[return-value]
 
 
 class _SharedEvent:
     """Stands in for the per-event executor: only execute_operation is called on it
     (graphql-core's execute_subscription_event)."""
 
-    __slots__ = ("executor", "key", "renders")
+    __slots__ = ("executor", "key", "operation", "renders")
 
-    def __init__(self, executor: Executor, renders: Any, key: tuple[Any, ...]) -> None:
+    def __init__(
+        self, executor: Executor, renders: Any, key: tuple[Any, ...], operation: Any = None
+    ) -> None:
         self.executor = executor
         self.renders = renders
         self.key = key
+        self.operation = operation
 
     async def execute_operation(self, serially: bool | None = None) -> ExecutionResult:
         mine = False
 
-        async def render() -> ExecutionResult:
+        async def render() -> tuple[Any, ExecutionResult]:
             nonlocal mine
             mine = True
-            return await self._own(serially)
+            return self.operation, await self._own(serially)
 
-        result: ExecutionResult = await self.renders.get(self.key, render)
-        if result.errors and not mine:
+        operation, result = await self.renders.get(self.key, render)
+        if mine:
+            return result
+        if result.errors or operation is not self.operation:
             return await self._own(serially)
         return result
 

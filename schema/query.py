@@ -8,6 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from models.commands import utcnow
+from models.ids import event_id
 from resolvers import queries
 from resolvers.context import Context
 from schema.enums import PaymentStatus
@@ -130,6 +131,17 @@ class Query:
             )
             for b in buckets
         ]
+
+    @strawberry.field(
+        extensions=[GuardInput()],
+        description=(
+            "Beyond the contract, admins only: the cursor of the newest committed change. "
+            "Read it before a list, then subscribe to paymentStatusChanged with `after` "
+            "set to it: no change made while the list was read is missed."
+        ),
+    )
+    async def live_cursor(self, info: Info[Context, None]) -> strawberry.ID:
+        return strawberry.ID(event_id(await queries.live_cursor(info.context)))
 
     @strawberry.field(extensions=[GuardInput()])
     async def products(self, info: Info[Context, None]) -> list[Product]:

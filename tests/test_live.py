@@ -386,3 +386,28 @@ async def test_a_shared_render_with_errors_is_not_handed_on() -> None:
     fourth = fanout._SharedEvent(Render("fourth"), third.renders, key)  # type: ignore[arg-type]
     assert (await fourth.execute_operation()) is clean
     assert calls == ["first", "second", "third"]
+
+
+async def test_documents_alike_but_for_their_fragments_are_rendered_apart(
+    admin: Client, server: LiveServer, http: httpx.AsyncClient, completed_payment: dict[str, Any]
+) -> None:
+    # given one admin, twice, with the same operation text and variables, but
+    # fragments that ask for different fields
+    operation = """subscription ($paymentId: ID) {
+      paymentStatusChanged(paymentId: $paymentId) { ...Shown } }"""
+    statuses = operation + " fragment Shown on PaymentStatusChange { status }"
+    cursors = operation + " fragment Shown on PaymentStatusChange { cursor }"
+    token = server.token("admin", role="admin")
+    async with (
+        Subscription.connect(server.url, http, token) as first,
+        Subscription.connect(server.url, http, token) as second,
+    ):
+        for sub, query in ((first, statuses), (second, cursors)):
+            await sub.ack()
+            await sub.subscribe(query, paymentId=completed_payment["id"])
+            await sub.next()
+        # when the payment changes
+        await refund(admin, completed_payment["id"], amount="1")
+        # then each gets the shape its own document asked for
+        assert (await first.next())["paymentStatusChanged"] == {"status": "PARTIALLY_REFUNDED"}
+        assert set((await second.next())["paymentStatusChanged"]) == {"cursor"}

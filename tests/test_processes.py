@@ -227,12 +227,21 @@ async def test_seed_demo_makes_a_history_of_every_kind_through_the_write_path(
     assert refunded and all(p["refunds"][0]["status"] == "SUCCEEDED" for p in refunded)
 
 
-async def test_seed_demo_refuses_a_negative_number_of_orders(
+async def test_seed_demo_refuses_a_negative_number_of_orders_and_no_simulated_gateway(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     with database("sqlite", tmp_path_factory.mktemp("seed-bad")) as url:
         code, _, err = await payql_cli({"PAYQL_DATABASE_URL": url}, "seed-demo", "--orders", "-1")
     assert code == 2 and "--orders must be zero or more" in err
+    # nor does it make test payments where the simulated gateway is off (Stripe only)
+    with database("sqlite", tmp_path_factory.mktemp("seed-off")) as url:
+        env = {
+            "PAYQL_DATABASE_URL": url,
+            "PAYQL_SIMULATED_GATEWAY": "0",
+            "PAYQL_STRIPE_SECRET_KEY": "sk_test_never_called",
+        }
+        code, _, err = await payql_cli(env, "seed-demo", "--orders", "5")
+    assert code == 2 and "development only, with the simulated gateway" in err
 
 
 class PrivatePostgres:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from conftest import paid, place_order
@@ -101,3 +102,81 @@ async def test_products_show_prices_in_their_currency(alice: Client) -> None:
     assert products["MUG-WHT"]["price"] == "12.99"
     assert products["MATCHA-100G"] == {"sku": "MATCHA-100G", "price": "3200", "currency": "JPY"}
     assert products["DATES-1KG"]["price"] == "4.750"
+
+
+STATS = """query ($since: DateTime!, $minutes: Int!) {
+  paymentStats(since: $since, bucketMinutes: $minutes) {
+    start payments succeeded failed successRate
+  }
+}"""
+
+
+def _ago(**delta: float) -> str:
+    return (datetime.now(UTC) - timedelta(**delta)).isoformat()
+
+
+async def test_payment_stats_count_payments_and_their_success_in_buckets(
+    admin: Client, alice: Client
+) -> None:
+    # given the buckets since nine minutes ago, as they are now: two of five minutes
+    since = (datetime.now(UTC) - timedelta(minutes=9)).replace(microsecond=0)
+    # (given as another time zone's local time: the same instant)
+    local = since.astimezone(timezone(timedelta(hours=2))).isoformat()
+    before = (await admin(STATS, since=local, minutes=5))["paymentStats"]
+    # when two payments succeed and one is declined
+    await paid(alice)
+    await paid(alice)
+    await paid(alice, token="pm_card_chargeDeclined")
+    after = (await admin(STATS, since=local, minutes=5))["paymentStats"]
+    # then there are two buckets of five minutes from `since`, and the last counts them
+    assert [b["start"] for b in after] == [
+        since.isoformat(),
+        (since + timedelta(minutes=5)).isoformat(),
+    ]
+    grew = {k: after[-1][k] - before[-1][k] for k in ("payments", "succeeded", "failed")}
+    assert grew == {"payments": 3, "succeeded": 2, "failed": 1}
+    last = after[-1]
+    assert last["successRate"] == round(last["succeeded"] / (last["succeeded"] + last["failed"]), 4)
+
+
+async def test_payment_stats_are_for_admins_and_bounded(admin: Client, alice: Client) -> None:
+    refused = await alice.post(STATS, since=_ago(minutes=5), minutes=5)
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    for since, minutes in (
+        (_ago(days=2), 60),  # more than a day ago
+        (_ago(hours=2), 1),  # 120 buckets
+        (_ago(minutes=5), 0),  # no width
+        ((datetime.now(UTC) + timedelta(minutes=1)).isoformat(), 5),  # the future
+        (datetime.now().replace(tzinfo=None).isoformat(), 5),  # no time zone
+    ):
+        answer = await admin.post(STATS, since=since, minutes=minutes)
+        assert answer["errors"][0]["extensions"]["code"] == "VALIDATION", (since, minutes)
+
+
+async def test_payments_filter_by_order_number(
+    admin: Client, alice: Client, completed_payment: dict[str, Any]
+) -> None:
+    number = (
+        await alice(
+            "query ($id: ID!) { payment(id: $id) { order { number } } }",
+            id=completed_payment["id"],
+        )
+    )["payment"]["order"]["number"]
+    found = (await admin(PAYMENTS, filter={"orderNumber": number.lower()}, first=10))["payments"]
+    assert [p["id"] for p in found["items"]] == [completed_payment["id"]]
+    none = await admin(PAYMENTS, filter={"orderNumber": "ORD-0000-000000"}, first=10)
+    assert none["payments"]["items"] == []
+
+
+async def test_the_live_cursor_is_the_newest_committed_change(admin: Client, alice: Client) -> None:
+    # given a payment just made
+    payment = await paid(alice)
+    # then the live cursor is at (or past) its last event
+    cursor = (await admin("{ liveCursor }"))["liveCursor"]
+    events = (
+        await admin("query ($id: ID!) { payment(id: $id) { events { id } } }", id=payment["id"])
+    )["payment"]["events"]
+    assert int(cursor.removeprefix("evt_")) >= int(events[-1]["id"].removeprefix("evt_"))
+    # and it is an admin's to read
+    refused = await alice.post("{ liveCursor }")
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"

@@ -159,6 +159,7 @@ async function pay() {
       input: {
         orderId: state.order.id,
         paymentMethod: "CREDIT_CARD",
+        gateway: "simulated", // test cards, even where a Stripe key is configured
         token,
         idempotencyKey: state.key,
       },
