@@ -33,9 +33,11 @@ from resolvers.live import Hub
 log = logging.getLogger("payql.ops")
 
 READY_TIMEOUT_S = 2.0
-# Operation names are the client's to choose: past this many, the rest count as one
-# "other", so a client cannot grow the metrics without bound.
+# Operations are counted by type and first root field, names from the schema; past
+# this many (a guard, should the schema grow), the rest count as one "other".
 MAX_OPERATIONS = 200
+# Request kinds: the HTTP methods payql serves, and websockets; anything else "other".
+KINDS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "WS"})
 
 
 async def healthz(request: Request) -> Response:
@@ -77,7 +79,8 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "payql_requests",
-            "Requests served, by kind (GET, POST, WS), GraphQL operation and status class.",
+            "Requests served, by kind (GET, POST, WS, …), GraphQL operation (its type and "
+            "first root field) and status class.",
             ["kind", "operation", "status"],
             registry=r,
         )
@@ -121,6 +124,9 @@ class Metrics:
     def observe_request(
         self, kind: str, operation: str | None, status: int, seconds: float
     ) -> None:
+        """`operation`: the operation's type and first root field ("mutation
+        refundPayment"), names from the schema; `kind`: the HTTP method or WS."""
+        kind = kind if kind in KINDS else "other"
         name = operation or "-"
         if name not in self._operations:
             if len(self._operations) >= MAX_OPERATIONS:

@@ -71,5 +71,15 @@ def demo_token(settings: Settings) -> Any:
     return token
 
 
+class _Revalidated(StaticFiles):
+    """Every file is revalidated (its ETag makes that a 304), like the pages: a page
+    and the scripts it loads always come from the same release."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["cache-control"] = "no-cache"
+        return response
+
+
 def static_files() -> StaticFiles:
-    return StaticFiles(directory=STATIC)
+    return _Revalidated(directory=STATIC)

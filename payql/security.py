@@ -123,7 +123,7 @@ class RequestLog:
                 },
             )
             if self.observe is not None:
-                self.observe(kind, operation, status, elapsed / 1000)
+                self.observe(kind, notes.get("root"), status, elapsed / 1000)
             request_id.reset(token)
 
 

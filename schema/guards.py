@@ -85,7 +85,8 @@ class RequireToken(SchemaExtension):
 
 
 class NoteOperation(SchemaExtension):
-    """Put the operation's type and name on the request's log line."""
+    """Put the operation's type and name on the request's log line, and its type and
+    first root field (a name from the schema, never the client's) for the metrics."""
 
     def on_execute(self) -> Iterator[None]:
         ctx = self.execution_context
@@ -93,7 +94,24 @@ class NoteOperation(SchemaExtension):
         if isinstance(notes, dict):
             kind = ctx.operation_type.value if ctx.graphql_document is not None else "?"
             notes["operation"] = f"{kind} {ctx.operation_name or '(anonymous)'}"
+            notes["root"] = f"{kind} {_first_root_field(ctx)}"
         yield
+
+
+def _first_root_field(ctx: ExecutionContext) -> str:
+    document = ctx.graphql_document
+    for definition in document.definitions if document is not None else ():
+        if not isinstance(definition, OperationDefinitionNode):
+            continue
+        if ctx.operation_name and (
+            definition.name is None or definition.name.value != ctx.operation_name
+        ):
+            continue
+        for selection in definition.selection_set.selections:
+            if isinstance(selection, FieldNode):
+                return selection.name.value
+        return "?"
+    return "?"
 
 
 class MaskUnexpectedErrors(MaskErrors):

@@ -5,17 +5,17 @@ const KEY = "payql.token";
 
 // The token: from the address's fragment (`#token=…`, never sent to the server), kept
 // in sessionStorage for this tab only.
-export function takeToken() {
+export function takeToken(key = KEY) {
   const params = new URLSearchParams(window.location.hash.slice(1));
   const token = params.get("token");
   if (token) {
-    sessionStorage.setItem(KEY, token);
+    sessionStorage.setItem(key, token);
     params.delete("token");
     const rest = params.toString();
     history.replaceState(null, "", window.location.pathname + window.location.search +
       (rest ? "#" + rest : ""));
   }
-  return sessionStorage.getItem(KEY) || "";
+  return sessionStorage.getItem(key) || "";
 }
 
 export function keepToken(token) {

@@ -1,9 +1,12 @@
 // payql's dashboard: recent payments, live. Plain ES module, no build step.
 //
 // Live changes come from `paymentStatusChanged` (every payment: an admin's
-// subscription). The cursor of the last change seen is kept, and the subscription
-// resumes `after` it whenever it has to start again (a dropped network, a restarted
-// server), so no change is missed and none is applied twice.
+// subscription). Before the list is read, `liveCursor` says where the changes stand;
+// the subscription starts `after` it, so a change made while the list was read is
+// not missed. Whenever it has to start again (a dropped network, a restarted server)
+// it resumes a little behind the newest change seen: changes are published after
+// their commit, so one can arrive after a newer one. What is replayed and already
+// shown is dropped, per payment.
 import {
   claims,
   el,
@@ -30,6 +33,8 @@ const STATS = `query DashboardStats($since: DateTime!) {
     start payments succeeded failed successRate
   }
 }`;
+
+const CURSOR = "query DashboardCursor { liveCursor }";
 
 const WATCH = `subscription DashboardLive($after: ID) {
   paymentStatusChanged(after: $after) { cursor status payment { ${ROW} } }
@@ -64,8 +69,10 @@ const state = {
   token: "",
   rows: new Map(), // payment id -> row, as the table shows it
   total: 0,
-  cursor: null, // the newest change seen: where a resumed subscription starts
+  cursor: null, // where a (re)started subscription starts: see resumeFrom()
+  recent: [], // positions of the latest changes seen
   seen: new Map(), // payment id -> the newest change position shown for it
+  unsubscribe: null,
   selected: null,
   client: null,
   statsTimer: null,
@@ -90,6 +97,7 @@ async function start() {
     return showSignIn("This token is not an admin's: the dashboard shows every payment.");
   }
   try {
+    state.cursor = (await gql(state.token, CURSOR)).liveCursor;
     await loadList();
   } catch (error) {
     return showSignIn(error.code === "UNAUTHENTICATED" ? `Signed out: ${error.message}` :
@@ -192,15 +200,11 @@ function label(value) {
 // -- live --------------------------------------------------------------------------
 
 function follow() {
-  let first = true;
   state.client = liveClient(state.token, {
     connected: () => {
       const node = $("#live");
       node.dataset.connections = String(Number(node.dataset.connections || 0) + 1);
       setLive("live");
-      // Nothing seen yet to resume after: what changed meanwhile, the list shows.
-      if (!first && state.cursor === null) reload();
-      first = false;
     },
     closed: () => setLive("reconnecting"),
     error: () => setLive("reconnecting"),
@@ -209,25 +213,32 @@ function follow() {
 }
 
 function subscribe() {
-  // The same object is sent again by graphql-ws each time it resubscribes after a
+  if (state.unsubscribe) state.unsubscribe();
+  // graphql-ws sends this same object again each time it resubscribes after a
   // reconnect, so keeping `after` current here makes every resubscription resume.
   const payload = { query: WATCH, variables: { after: state.cursor } };
   state.payload = payload;
-  state.client.subscribe(payload, {
+  let ended = false;
+  const again = (reason) => {
+    if (ended) return;
+    ended = true;
+    // The server ended this subscription (it fell behind, or lost its broadcast)
+    // and asks for a new one `after` the last change seen: here it is.
+    setLive("reconnecting", reason);
+    setTimeout(subscribe, 1000);
+  };
+  state.unsubscribe = state.client.subscribe(payload, {
     next: (message) => {
-      if (message.errors) return retryLater(message.errors[0].message);
+      if (message.errors) {
+        // Shown, not acted on: the server ends the subscription itself when it must.
+        setLive("live", message.errors.map((e) => e.message).join("; "));
+        return;
+      }
       applyChange(message.data.paymentStatusChanged);
     },
-    error: (error) => retryLater(error && error.message ? error.message : String(error)),
-    complete: () => {},
+    error: (error) => again(error && error.message ? error.message : String(error)),
+    complete: () => again("the server ended the subscription"),
   });
-}
-
-function retryLater(reason) {
-  // The server ended this subscription (it fell behind, or lost its broadcast): it
-  // asks to resubscribe with `after`, which is what happens here.
-  setLive("reconnecting", reason);
-  setTimeout(subscribe, 1000);
 }
 
 function applyChange(change) {
@@ -238,10 +249,10 @@ function applyChange(change) {
   const last = state.seen.get(row.id);
   if (last !== undefined && position <= last) return;
   state.seen.set(row.id, position);
-  if (state.cursor === null || position > cursorNumber(state.cursor)) {
-    state.cursor = change.cursor;
-    state.payload.variables.after = change.cursor;
-  }
+  state.recent.push(position);
+  if (state.recent.length > RESUME_BEHIND) state.recent.shift();
+  state.cursor = resumeFrom();
+  state.payload.variables.after = state.cursor;
   setLive("live");
   const known = state.rows.has(row.id);
   if (matches(row, filters())) {
@@ -254,6 +265,16 @@ function applyChange(change) {
   render(row.id);
   if (state.selected === row.id) openDetail(row.id, true);
   scheduleStats();
+}
+
+// A restarted subscription replays from the oldest of the latest changes seen: one
+// published late (after a newer one) and not seen yet is still replayed.
+const RESUME_BEHIND = 50;
+
+function resumeFrom() {
+  const floor = cursorNumber(state.cursor);
+  const oldest = Math.min(...state.recent);
+  return `evt_${Math.max(floor, state.recent.length ? oldest - 1 : floor)}`;
 }
 
 function cursorNumber(cursor) {

@@ -53,17 +53,19 @@ const DECLINES = {
   authentication_failed: "The payment was not confirmed with your bank, so nothing was charged.",
 };
 
+const DEMO_KEY = "payql.demo.token";
 const FINAL = new Set(["COMPLETED", "AUTHORIZED", "FAILED", "CANCELLED"]);
 const $ = (selector) => document.querySelector(selector);
 const state = { token: "", products: [], order: null, payment: null, key: null, live: null };
 
 async function start() {
-  state.token = takeToken();
+  // The demo customer's own token (kept apart from an admin's in the same tab),
+  // from payql itself: development only.
+  state.token = takeToken(DEMO_KEY);
   if (!state.token) {
-    // Development only: the demo customer's token, from payql itself.
     const response = await fetch("/demo/token", { method: "POST" });
     state.token = (await response.json()).token;
-    sessionStorage.setItem("payql.token", state.token);
+    sessionStorage.setItem(DEMO_KEY, state.token);
   }
   $("#who").textContent = "signed in as the demo customer";
   const { products } = await gql(state.token, PRODUCTS);
@@ -184,17 +186,28 @@ async function pay() {
 }
 
 function follow(paymentId) {
-  state.live = liveClient(state.token);
+  if (!state.live) state.live = liveClient(state.token);
+  // Filtered by payment: each (re)subscription starts with its current state, so one
+  // that had to start again misses nothing.
+  let ended = false;
+  const again = () => {
+    if (ended || !state.live) return;
+    ended = true;
+    status("Live status interrupted; reconnecting…");
+    setTimeout(() => state.live && follow(paymentId), 1000);
+  };
   state.live.subscribe({ query: WATCH, variables: { id: paymentId } }, {
     next: (message) => {
-      if (message.errors) return;
+      if (message.errors) return; // the server ends the subscription when it must
       const change = message.data.paymentStatusChanged;
       state.payment = change.payment;
       if (FINAL.has(change.status)) finish(change.payment);
       else status(describe(change.status));
     },
-    error: () => status("Live status lost; reconnecting…"),
-    complete: () => {},
+    error: again,
+    complete: () => {
+      if (state.live) again(); // ended by the server before the payment was final
+    },
   });
 }
 
