@@ -113,6 +113,16 @@ class GatewayUnavailable(GatewayError):
     """The gateway could not be reached or failed; the outcome is unknown. Retry or sync."""
 
 
+class GatewayConfigError(ValueError):
+    """A gateway's option is missing or wrong, raised when the gateway is made. payql
+    names the setting that holds it (PAYQL_GATEWAY_<NAME>_<OPTION> for a plug-in)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+        self.message = message
+
+
 class Gateway(Protocol):
     name: str
     # PaymentMethod names this gateway can take.

@@ -441,6 +441,8 @@ class AttemptLimits:
 class PaymentService:
     gateways: Mapping[str, Gateway]
     publisher: Publisher = field(default_factory=NoPublisher)
+    # Gateways configured but not working (a plug-in that failed to load): name -> why.
+    unavailable: Mapping[str, str] = field(default_factory=dict)
     refund_window: timedelta = timedelta(days=180)
     card_gateway: str = "simulated"
     clock: Callable[[], datetime] = utcnow
@@ -531,6 +533,8 @@ class PaymentService:
         if name is None:
             name = OFFLINE_GATEWAY if method in rules.OFFLINE_METHODS else self.card_gateway
         gateway = self.gateways.get(name)
+        if gateway is None and name in self.unavailable:
+            raise DomainError(ErrorCode.GATEWAY_UNAVAILABLE, self.unavailable[name], "gateway")
         if gateway is None:
             raise validation(
                 f"unknown gateway {name!r}; this service has {', '.join(sorted(self.gateways))}",
@@ -1159,6 +1163,8 @@ class PaymentService:
 
     def _gateway_of(self, payment: Payment) -> Gateway:
         gateway = self.gateways.get(payment.gateway)
+        if gateway is None and payment.gateway in self.unavailable:
+            raise DomainError(ErrorCode.GATEWAY_UNAVAILABLE, self.unavailable[payment.gateway])
         if gateway is None:
             raise DomainError(
                 ErrorCode.GATEWAY_ERROR, f"the {payment.gateway} gateway is not configured"

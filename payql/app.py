@@ -26,8 +26,8 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult as StrawberryResult
 from tortoise.contrib.starlette import RegisterTortoise
 
-from gateways import create_gateway
-from gateways.base import Gateway
+from gateways import GatewayNotFound, create_gateway
+from gateways.base import Gateway, GatewayConfigError
 from gateways.simulated import SimulatedGateway
 from models import TORTOISE_MODULES
 from models.catalog import seed_catalog
@@ -36,7 +36,7 @@ from payql import pages
 from payql.logs import install_redaction
 from payql.ops import Metrics, healthz, readyz
 from payql.security import BodyLimit, RequestLog, SecurityHeaders, WebsocketGuard, client_ip
-from payql.settings import Settings
+from payql.settings import Settings, option_setting
 from resolvers.auth import AuthError, actor_from_header
 from resolvers.broadcast import make_broadcast
 from resolvers.context import Context
@@ -210,7 +210,9 @@ class PayqlGraphQL(GraphQL[Context, None]):
             raise ConnectionRejectionError({"reason": str(exc)}) from None
 
 
-def build_gateways(settings: Settings) -> dict[str, Gateway]:
+def build_gateways(settings: Settings) -> tuple[dict[str, Gateway], dict[str, str]]:
+    """The gateways this service can use, and the plug-ins that failed to load, each
+    with why (naming the setting to fix). One that fails never stops the others."""
     gateways: dict[str, Gateway] = {"manual": create_gateway("manual")}
     if settings.simulated_gateway:
         gateways["simulated"] = SimulatedGateway(
@@ -224,12 +226,42 @@ def build_gateways(settings: Settings) -> dict[str, Gateway]:
             webhook_secret=settings.stripe_webhook_secret,
             api_base=settings.stripe_api_base or None,
         )
-    return gateways
+    unavailable: dict[str, str] = {}
+    for name in settings.gateways:
+        options = settings.gateway_options.get(name, {})
+        try:
+            gateway = create_gateway(name, **options)
+        except GatewayConfigError as exc:
+            unavailable[name] = (
+                f"the {name} gateway is not set up: {exc.message} "
+                f"(set {option_setting(name, exc.option)})"
+            )
+        except GatewayNotFound as exc:
+            unavailable[name] = f"{exc} (PAYQL_GATEWAYS lists it)"
+        except Exception as exc:  # a plug-in's own failure: an import error, a bug
+            log.exception("the %s gateway could not be loaded", name)
+            unavailable[name] = (
+                f"the {name} gateway could not be loaded: {type(exc).__name__}: {exc} "
+                f"(check its package and its PAYQL_GATEWAY_{name.upper()}_* settings)"
+            )
+        else:
+            if getattr(gateway, "name", None) != name:
+                unavailable[name] = (
+                    f"the {name} gateway calls itself {getattr(gateway, 'name', None)!r}; "
+                    "its `name` must be the entry point's"
+                )
+            else:
+                gateways[name] = gateway
+    for reason in unavailable.values():
+        log.error("%s; the other gateways work", reason)
+    return gateways, unavailable
 
 
 def build_service(settings: Settings, hub: Hub) -> PaymentService:
+    gateways, unavailable = build_gateways(settings)
     return PaymentService(
-        gateways=build_gateways(settings),
+        gateways=gateways,
+        unavailable=unavailable,
         publisher=hub,
         refund_window=timedelta(days=settings.refund_window_days),
         card_gateway=settings.card_gateway,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,25 @@ LIMITS = (
     "subscriptions_per_connection",
 )
 MAY_BE_OFF = ("failed_payments_per_customer", "failed_payments_per_ip")
+
+
+BUILT_IN_GATEWAYS = ("manual", "simulated", "stripe")
+_GATEWAY_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def _options(env: Mapping[str, str], gateway: str) -> dict[str, str]:
+    """PAYQL_GATEWAY_<NAME>_<OPTION>=value -> {"option": "value"}."""
+    prefix = f"PAYQL_GATEWAY_{gateway.upper()}_"
+    return {
+        key.removeprefix(prefix).lower(): value.strip()
+        for key, value in env.items()
+        if key.startswith(prefix) and key != prefix
+    }
+
+
+def option_setting(gateway: str, option: str) -> str:
+    """The environment variable that holds a plug-in gateway's option."""
+    return f"PAYQL_GATEWAY_{gateway.upper()}_{option.upper()}"
 
 
 class SettingsError(ValueError):
@@ -77,6 +97,11 @@ class Settings:
     metrics_token: str = field(default="", repr=False)
     # Log lines as JSON (the default in production) or as text.
     log_json: bool = False
+    # Plug-in gateways to load by name (installed packages' `payql.gateways` entry
+    # points), and their options: PAYQL_GATEWAY_<NAME>_<OPTION>=value, given to the
+    # gateway as option=value.
+    gateways: tuple[str, ...] = ()
+    gateway_options: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
 
     @property
     def production(self) -> bool:
@@ -123,6 +148,12 @@ class Settings:
             ),
             log_json=_flag(get("LOG_JSON", "1" if production else "0"), "LOG_JSON"),
             metrics_token=get("METRICS_TOKEN", ""),
+            gateways=(
+                plugins := tuple(
+                    n.strip().lower() for n in get("GATEWAYS", "").split(",") if n.strip()
+                )
+            ),
+            gateway_options={name: _options(env, name) for name in plugins},
             **limits,
         )
         settings.check()
@@ -164,8 +195,16 @@ class Settings:
             raise SettingsError(
                 "no card gateway: set PAYQL_STRIPE_SECRET_KEY (or PAYQL_SIMULATED_GATEWAY=1)"
             )
-        if self.card_gateway not in ("stripe", "simulated"):
-            raise SettingsError("PAYQL_CARD_GATEWAY must be stripe or simulated")
+        for name in self.gateways:
+            if not _GATEWAY_NAME.fullmatch(name) or name in BUILT_IN_GATEWAYS:
+                raise SettingsError(
+                    f"PAYQL_GATEWAYS names plug-in gateways like acme or my_pay, comma-"
+                    f"separated, none of {', '.join(BUILT_IN_GATEWAYS)}; {name!r} is not one"
+                )
+        if self.card_gateway not in ("stripe", "simulated", *self.gateways):
+            raise SettingsError(
+                "PAYQL_CARD_GATEWAY must be stripe, simulated or a gateway in PAYQL_GATEWAYS"
+            )
         if self.production and self.stripe_secret_key and not self.stripe_webhook_secret:
             raise SettingsError(
                 "PAYQL_STRIPE_WEBHOOK_SECRET is required in production: without it no Stripe "

@@ -37,6 +37,9 @@ def webhook_endpoint(
     async def receive(request: Request) -> Response:
         name = request.path_params["gateway"]
         gateway = service.gateways.get(name)
+        if gateway is None and name in service.unavailable:
+            # Configured but not working: the gateway retries once it is fixed.
+            return JSONResponse({"error": service.unavailable[name]}, status_code=503)
         if gateway is None:
             return JSONResponse({"error": f"no gateway named {name!r}"}, status_code=404)
         payload = await request.body()  # bounded by PAYQL_MAX_BODY_BYTES (payql/security.py)
@@ -47,6 +50,9 @@ def webhook_endpoint(
             return JSONResponse({"error": f"signature refused: {exc}"}, status_code=400)
         except MalformedEvent as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+        except (ValueError, KeyError, TypeError) as exc:  # a signed body it cannot read
+            log.warning("refused a %s webhook it could not read: %r", name, exc)
+            return JSONResponse({"error": "the event could not be read"}, status_code=400)
         try:
             outcome = await service.apply_webhook(name, event)
         except PaymentUnknown as exc:

@@ -93,11 +93,34 @@ def test_a_stripe_key_makes_stripe_the_card_gateway() -> None:
         {"PAYQL_MAX_BODY_BYTES": "lots"},
         {"PAYQL_FAILED_PAYMENTS_PER_IP": "-1"},
         {"PAYQL_LOG_JSON": "maybe"},
+        {"PAYQL_GATEWAYS": "stripe"},  # a built-in is not a plug-in
+        {"PAYQL_GATEWAYS": "acme pay"},
+        {"PAYQL_CARD_GATEWAY": "acme"},  # not among PAYQL_GATEWAYS
     ],
 )
 def test_malformed_settings_are_refused_with_their_name(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError, match="PAYQL_"):
         Settings.from_env(env)
+
+
+def test_plug_in_gateways_and_their_options_come_from_payql_variables() -> None:
+    settings = Settings.from_env(
+        {
+            "PAYQL_GATEWAYS": "Acme, other_pay",
+            "PAYQL_GATEWAY_ACME_API_KEY": " acme_key_1 ",
+            "PAYQL_GATEWAY_ACME_WEBHOOK_SECRET": "s",
+            "PAYQL_GATEWAY_OTHER_PAY_MODE": "test",
+            "PAYQL_GATEWAY_UNLISTED_KEY": "ignored",
+            "PAYQL_CARD_GATEWAY": "acme",
+        }
+    )
+    assert settings.gateways == ("acme", "other_pay")
+    assert settings.gateway_options == {
+        "acme": {"api_key": "acme_key_1", "webhook_secret": "s"},
+        "other_pay": {"mode": "test"},
+    }
+    assert settings.card_gateway == "acme"
+    assert "acme_key_1" not in repr(settings)  # options may be secrets
 
 
 def test_limits_and_origins_come_from_payql_variables() -> None:

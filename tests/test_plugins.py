@@ -1,0 +1,192 @@
+"""Gateway plug-ins: a package installed beside payql adds a gateway by entry point.
+
+The example plug-in (tests/plugins/payql-acme, the one gateways/README.md documents)
+is installed with pip into a throwaway folder, and `payql serve` runs with that folder
+on its path, as it would run with the package installed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import pay, place_order
+from support import Client, free_port, payql_serve
+
+from resolvers.auth import mint_token
+
+PLUGIN = Path(__file__).resolve().parent / "plugins" / "payql-acme"
+API_KEY = "acme_key_test"
+WEBHOOK_SECRET = "acme_whsec_test"
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The example plug-in, installed by pip (offline) into a folder of its own, with
+    a second, broken plug-in beside it whose module cannot be imported."""
+    work = tmp_path_factory.mktemp("plugins")
+    source = work / "source"
+    shutil.copytree(PLUGIN, source)  # pip builds in place: not in the repository
+    target = work / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    broken = target / "payql_broken-0.1.0.dist-info"
+    broken.mkdir()
+    (broken / "METADATA").write_text("Metadata-Version: 2.1\nName: payql-broken\nVersion: 0.1.0\n")
+    (broken / "entry_points.txt").write_text("[payql.gateways]\nbroken = payql_broken:Gateway\n")
+    (target / "payql_broken.py").write_text("import a_module_nobody_installed\n")
+    yield target
+
+
+def serve_env(tmp_path: Path, site: Path, **settings: str) -> dict[str, str]:
+    return {
+        "PAYQL_DATABASE_URL": f"sqlite://{tmp_path / 'plugins.sqlite3'}",
+        "PAYQL_JWT_SECRET": "plug-in tests " + "x" * 32,
+        "PYTHONPATH": str(site),
+        **settings,
+    }
+
+
+def people(base: str, http: httpx.AsyncClient, env: dict[str, str]) -> tuple[Client, Client]:
+    secret = env["PAYQL_JWT_SECRET"]
+    alice = Client(base, mint_token(secret, sub="cus_alice", email="alice@example.com"), http)
+    admin = Client(base, mint_token(secret, sub="admin", role="admin"), http)
+    return alice, admin
+
+
+async def acme_webhook(
+    http: httpx.AsyncClient, base: str, body: dict[str, Any], secret: str = WEBHOOK_SECRET
+) -> httpx.Response:
+    from payql_acme import sign  # the plug-in's own signing, as Acme would sign
+
+    raw = json.dumps(body).encode()
+    return await http.post(
+        f"{base}/webhooks/acme",
+        content=raw,
+        headers={"Content-Type": "application/json", "Acme-Signature": sign(raw, secret)},
+    )
+
+
+REFUND = """mutation ($input: RefundPaymentInput!) {
+  refundPayment(input: $input) { payment { status refundedAmount } errors { code message } }
+}"""
+STATUS = "query ($id: ID!) { payment(id: $id) { status gatewayTransactionId } }"
+
+
+async def test_an_installed_plug_in_takes_payments_refunds_and_webhooks(
+    installed: Path, tmp_path: Path, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(installed))
+    env = serve_env(
+        tmp_path,
+        installed,
+        PAYQL_GATEWAYS="acme",
+        PAYQL_GATEWAY_ACME_API_KEY=API_KEY,
+        PAYQL_GATEWAY_ACME_WEBHOOK_SECRET=WEBHOOK_SECRET,
+    )
+    with payql_serve(env, free_port()) as base:
+        alice, admin = people(base, http, env)
+        # when Alice pays through Acme
+        paid = await pay(alice, (await place_order(alice))["id"], gateway="acme", token="acme_ok")
+        # then it is paid there, and can be refunded in part
+        assert paid["errors"] == [] and paid["payment"]["status"] == "COMPLETED"
+        refunded = await admin(REFUND, input={"paymentId": paid["payment"]["id"], "amount": "1"})
+        assert refunded["refundPayment"]["errors"] == []
+        assert refunded["refundPayment"]["payment"]["status"] == "PARTIALLY_REFUNDED"
+        # and a slow charge is settled by Acme's signed webhook, once
+        slow = await pay(alice, (await place_order(alice))["id"], gateway="acme", token="acme_slow")
+        payment_id = slow["payment"]["id"]
+        assert slow["payment"]["status"] == "PROCESSING"
+        charge_id = (await alice(STATUS, id=payment_id))["payment"]["gatewayTransactionId"]
+        event = {
+            "id": f"acme_evt_{secrets.token_hex(4)}",
+            "type": "charge.succeeded",
+            "charge": {
+                "id": charge_id,
+                "reference": payment_id,
+                "status": "succeeded",
+                "amount_captured": 2500,
+            },
+        }
+        assert (await acme_webhook(http, base, event)).json()["outcome"] == "applied"
+        assert (await acme_webhook(http, base, event)).json()["outcome"] == "duplicate"
+        assert (await alice(STATUS, id=payment_id))["payment"]["status"] == "COMPLETED"
+        # and a forged or unreadable one is refused
+        forged = await acme_webhook(http, base, event, secret="not acme's")
+        assert forged.status_code == 400
+        raw = b"not json"
+        from payql_acme import sign
+
+        unreadable = await http.post(
+            f"{base}/webhooks/acme",
+            content=raw,
+            headers={"Acme-Signature": sign(raw, WEBHOOK_SECRET)},
+        )
+        assert unreadable.status_code == 400
+        # and a declined card is a FAILED payment, as with any gateway
+        declined = await pay(
+            alice, (await place_order(alice))["id"], gateway="acme", token="acme_decline"
+        )
+        assert declined["payment"]["status"] == "FAILED"
+        assert declined["payment"]["failureCode"] == "card_declined"
+
+
+async def test_a_plug_in_that_fails_to_load_is_named_and_the_others_still_work(
+    installed: Path, tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    # given three plug-ins listed: Acme without its API key, one whose module cannot
+    # be imported, and one no package provides
+    env = serve_env(
+        tmp_path,
+        installed,
+        PAYQL_GATEWAYS="acme,broken,nosuch",
+        PAYQL_GATEWAY_ACME_WEBHOOK_SECRET=WEBHOOK_SECRET,
+    )
+    log = tmp_path / "payql.log"
+    with payql_serve(env, free_port(), log=log) as base:
+        alice, _ = people(base, http, env)
+        # then payql is up, and the built-in gateways work
+        ok = await pay(alice, (await place_order(alice))["id"], token="pm_card_visa")
+        assert ok["payment"]["status"] == "COMPLETED"
+        # and a payment through each broken one says what is wrong, naming the setting
+        answers = {}
+        for name in ("acme", "broken", "nosuch"):
+            refused = await pay(
+                alice, (await place_order(alice))["id"], gateway=name, token="acme_ok"
+            )
+            assert refused["payment"] is None
+            [error] = refused["errors"]
+            assert error["code"] == "GATEWAY_UNAVAILABLE"
+            answers[name] = error["message"]
+        assert "PAYQL_GATEWAY_ACME_API_KEY" in answers["acme"]
+        assert "broken" in answers["broken"] and "ModuleNotFoundError" in answers["broken"]
+        assert "nosuch" in answers["nosuch"] and "PAYQL_GATEWAYS" in answers["nosuch"]
+        # and its webhooks are answered 503, so that the gateway retries once it is fixed
+        webhook = await http.post(f"{base}/webhooks/acme", content=b"{}")
+        assert webhook.status_code == 503
+    # and the log said so at start-up, for each
+    text = log.read_text()
+    for expected in ("PAYQL_GATEWAY_ACME_API_KEY", "the broken gateway", "'nosuch'"):
+        assert expected in text, expected
