@@ -238,11 +238,16 @@ def build_gateways(settings: Settings) -> tuple[dict[str, Gateway], dict[str, st
             )
         except GatewayNotFound as exc:
             unavailable[name] = f"{exc} (PAYQL_GATEWAYS lists it)"
-        except Exception as exc:  # a plug-in's own failure: an import error, a bug
-            log.exception("the %s gateway could not be loaded", name)
+        except Exception:  # a plug-in's own failure: an import error, a bug
+            # Its details (paths, module names) go to the log, not to clients.
+            log.exception(
+                "the %s gateway could not be loaded: check its package and its "
+                "PAYQL_GATEWAY_%s_* settings",
+                name,
+                name.upper(),
+            )
             unavailable[name] = (
-                f"the {name} gateway could not be loaded: {type(exc).__name__}: {exc} "
-                f"(check its package and its PAYQL_GATEWAY_{name.upper()}_* settings)"
+                f"the {name} gateway could not be loaded (the server's log says why)"
             )
         else:
             if getattr(gateway, "name", None) != name:
