@@ -59,6 +59,16 @@ def query_error(code: str, message: str) -> GraphQLError:
     return GraphQLError(message, extensions={"code": code})
 
 
+def instant(value: datetime, name: str) -> datetime:
+    """A client's time as the database keeps it: in UTC (SQLite compares the stored
+    text). One with no time zone names no instant, so it is refused."""
+    if value.tzinfo is None:
+        raise query_error(
+            "VALIDATION", f"{name} needs a time zone, e.g. 2026-11-22T10:00:00Z or +02:00"
+        )
+    return value.astimezone(UTC)
+
+
 async def payment(ctx: Context, payment_id: str) -> Payment | None:
     return await one_payment(ctx.who, payment_id).first()
 
@@ -81,9 +91,9 @@ async def payments(
         if where.customer_email:
             query = query.filter(order__customer_email__iexact=where.customer_email.strip())
         if where.created_after:
-            query = query.filter(created_at__gte=where.created_after)
+            query = query.filter(created_at__gte=instant(where.created_after, "createdAfter"))
         if where.created_before:
-            query = query.filter(created_at__lt=where.created_before)
+            query = query.filter(created_at__lt=instant(where.created_before, "createdBefore"))
         if where.order_number:
             number = fits(where.order_number.strip().upper(), Order, "number")
             query = query.filter(order__number=number)
@@ -106,11 +116,9 @@ async def payment_stats(
     many, how many succeeded and how many failed (for volume and success rate)."""
     if not ctx.who.admin:
         raise query_error("FORBIDDEN", "only an admin can see payment statistics")
-    if since.tzinfo is None:
-        raise query_error("VALIDATION", "since needs a time zone (e.g. 2026-11-22T10:00:00Z)")
+    since = instant(since, "since")
     if not 1 <= bucket_minutes <= 24 * 60:
         raise query_error("VALIDATION", "bucketMinutes must be between 1 and 1440")
-    since = since.astimezone(UTC)  # stored in UTC; SQLite compares them as text
     if not now - MAX_STATS_SPAN <= since < now:
         raise query_error("VALIDATION", "since must be within the last 24 hours")
     width = timedelta(minutes=bucket_minutes)

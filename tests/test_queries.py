@@ -180,3 +180,20 @@ async def test_the_live_cursor_is_the_newest_committed_change(admin: Client, ali
     # and it is an admin's to read
     refused = await alice.post("{ liveCursor }")
     assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_times_in_filters_need_a_time_zone_and_any_zone_will_do(
+    admin: Client, alice: Client
+) -> None:
+    payment = await paid(alice)
+    # a time with no zone names no instant: refused, saying so
+    naive = datetime.now().replace(tzinfo=None).isoformat()
+    refused = await admin.post(PAYMENTS, filter={"createdBefore": naive}, first=5)
+    assert refused["errors"][0]["extensions"]["code"] == "VALIDATION"
+    assert "createdBefore needs a time zone" in refused["errors"][0]["message"]
+    # and the same instant in another zone finds the same payments as in UTC
+    before = datetime.now(UTC) - timedelta(minutes=1)
+    for zone in (UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=9))):
+        since = before.astimezone(zone).isoformat()
+        found = await admin(PAYMENTS, filter={"createdAfter": since}, first=100)
+        assert payment["id"] in {p["id"] for p in found["payments"]["items"]}, zone
