@@ -1008,6 +1008,9 @@ class PaymentService:
             if existing is not None:
                 return await self._replay_refund(existing, fingerprint)
         payment = await _visible_payment(actor, payment_id)
+        # Before anything is reserved: a gateway that is not working refunds nothing,
+        # and leaves no pending refund behind to be sent later.
+        gateway = self._gateway_of(payment)
         wanted = None if amount is None else money.to_minor(amount, payment.currency)
         refund_id = new_id("re")
         record_id: int | None = None
@@ -1056,7 +1059,6 @@ class PaymentService:
         refund = await Refund.get(id=refund_id)
 
         # Phase 2: the gateway.
-        gateway = self._gateway_of(payment)
         assert payment.gateway_transaction_id is not None
         try:
             result = await gateway.refund(

@@ -26,7 +26,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult as StrawberryResult
 from tortoise.contrib.starlette import RegisterTortoise
 
-from gateways import GatewayNotFound, create_gateway
+from gateways import GatewayNotFound, create_gateway, gateway_factory, option_names
 from gateways.base import Gateway, GatewayConfigError
 from gateways.simulated import SimulatedGateway
 from models import TORTOISE_MODULES
@@ -228,18 +228,20 @@ def build_gateways(settings: Settings) -> tuple[dict[str, Gateway], dict[str, st
         )
     unavailable: dict[str, str] = {}
     for name in settings.gateways:
-        options = settings.gateway_options.get(name, {})
+        # What clients are told stays short (the setting's name at most); the log
+        # has the details, which may hold a path or a plug-in's own words.
         try:
-            gateway = create_gateway(name, **options)
+            factory = gateway_factory(name)
+            options = _plugin_options(name, option_names(factory), settings)
+            gateway = factory(**options)
         except GatewayConfigError as exc:
-            unavailable[name] = (
-                f"the {name} gateway is not set up: {exc.message} "
-                f"(set {option_setting(name, exc.option)})"
-            )
+            setting = option_setting(name, exc.option)
+            log.error("the %s gateway is not set up: %s (set %s)", name, exc.message, setting)
+            unavailable[name] = f"the {name} gateway is not set up (see {setting})"
         except GatewayNotFound as exc:
-            unavailable[name] = f"{exc} (PAYQL_GATEWAYS lists it)"
+            log.error("%s (PAYQL_GATEWAYS lists it)", exc)
+            unavailable[name] = f"the {name} gateway is not installed"
         except Exception:  # a plug-in's own failure: an import error, a bug
-            # Its details (paths, module names) go to the log, not to clients.
             log.exception(
                 "the %s gateway could not be loaded: check its package and its "
                 "PAYQL_GATEWAY_%s_* settings",
@@ -251,15 +253,36 @@ def build_gateways(settings: Settings) -> tuple[dict[str, Gateway], dict[str, st
             )
         else:
             if getattr(gateway, "name", None) != name:
-                unavailable[name] = (
-                    f"the {name} gateway calls itself {getattr(gateway, 'name', None)!r}; "
-                    "its `name` must be the entry point's"
-                )
+                log.error("the %s gateway calls itself %r", name, getattr(gateway, "name", None))
+                unavailable[name] = f"the {name} gateway could not be loaded (its name differs)"
             else:
                 gateways[name] = gateway
-    for reason in unavailable.values():
-        log.error("%s; the other gateways work", reason)
+    if unavailable:
+        log.error("gateways not working: %s; the others work", ", ".join(sorted(unavailable)))
     return gateways, unavailable
+
+
+def _plugin_options(name: str, declared: tuple[str, ...], settings: Settings) -> dict[str, str]:
+    """A plug-in's options: PAYQL_GATEWAY_<NAME>_<OPTION> for each option it declares,
+    by exact name (so `acme` never sees `acme_eu`'s). A variable under its prefix that
+    names no option, and belongs to no other listed gateway, is likely a typo: said."""
+    env = settings.gateway_env
+    wanted = {option_setting(name, option): option for option in declared}
+    prefix = option_setting(name, "")
+    others = [option_setting(other, "") for other in settings.gateways if other != name]
+    for variable in env:
+        if (
+            variable.startswith(prefix)
+            and variable not in wanted
+            and not any(variable.startswith(o) for o in others)
+        ):
+            log.warning(
+                "%s is not an option of the %s gateway (its options: %s)",
+                variable,
+                name,
+                ", ".join(declared) or "none",
+            )
+    return {option: env[variable] for variable, option in wanted.items() if variable in env}
 
 
 def build_service(settings: Settings, hub: Hub) -> PaymentService:
@@ -339,7 +362,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Route("/healthz", healthz),
-        Route("/readyz", readyz(hub)),
+        Route("/readyz", readyz(hub, service)),
         Route("/metrics", metrics.endpoint),
         Route(
             "/webhooks/{gateway}",

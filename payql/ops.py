@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from tortoise.functions import Count
 
+from models.commands import PaymentService
 from models.tables import Payment, Refund
 from resolvers.live import Hub
 
@@ -45,11 +46,17 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def readyz(hub: Hub) -> Any:
+def readyz(hub: Hub, service: PaymentService) -> Any:
     async def ready(request: Request) -> Response:
-        """Ready: the database answers and the broadcast is connected. 503 otherwise,
-        saying which, so a load balancer sends traffic elsewhere meanwhile."""
-        checks = {"database": await _database_ok(), "broadcast": hub.connected}
+        """Ready: the database answers, the broadcast is connected and the card gateway
+        loaded. 503 otherwise, saying which, so a load balancer sends traffic
+        elsewhere meanwhile (and a deploy whose card gateway is broken never looks
+        healthy)."""
+        checks = {
+            "database": await _database_ok(),
+            "broadcast": hub.connected,
+            "card_gateway": service.card_gateway in service.gateways,
+        }
         ok = all(checks.values())
         body = {
             "status": "ready" if ok else "unavailable",

@@ -35,14 +35,7 @@ BUILT_IN_GATEWAYS = ("manual", "simulated", "stripe")
 _GATEWAY_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
-def _options(env: Mapping[str, str], gateway: str) -> dict[str, str]:
-    """PAYQL_GATEWAY_<NAME>_<OPTION>=value -> {"option": "value"}."""
-    prefix = f"PAYQL_GATEWAY_{gateway.upper()}_"
-    return {
-        key.removeprefix(prefix).lower(): value.strip()
-        for key, value in env.items()
-        if key.startswith(prefix) and key != prefix
-    }
+OPTIONS = "PAYQL_GATEWAY_"
 
 
 def option_setting(gateway: str, option: str) -> str:
@@ -98,10 +91,10 @@ class Settings:
     # Log lines as JSON (the default in production) or as text.
     log_json: bool = False
     # Plug-in gateways to load by name (installed packages' `payql.gateways` entry
-    # points), and their options: PAYQL_GATEWAY_<NAME>_<OPTION>=value, given to the
-    # gateway as option=value.
+    # points), and the PAYQL_GATEWAY_* variables that hold their options: a gateway
+    # takes PAYQL_GATEWAY_<NAME>_<OPTION> for each option it declares.
     gateways: tuple[str, ...] = ()
-    gateway_options: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
+    gateway_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def production(self) -> bool:
@@ -140,7 +133,7 @@ class Settings:
             reconcile_every_s=_int(get("RECONCILE_EVERY_S", "60"), "RECONCILE_EVERY_S"),
             card_gateway=get(
                 "CARD_GATEWAY", "stripe" if get("STRIPE_SECRET_KEY", "") else "simulated"
-            ),
+            ).lower(),
             allowed_origins=tuple(
                 o.strip().rstrip("/").lower()
                 for o in get("ALLOWED_ORIGINS", "").split(",")
@@ -148,12 +141,14 @@ class Settings:
             ),
             log_json=_flag(get("LOG_JSON", "1" if production else "0"), "LOG_JSON"),
             metrics_token=get("METRICS_TOKEN", ""),
-            gateways=(
-                plugins := tuple(
+            gateways=tuple(
+                dict.fromkeys(
                     n.strip().lower() for n in get("GATEWAYS", "").split(",") if n.strip()
                 )
             ),
-            gateway_options={name: _options(env, name) for name in plugins},
+            gateway_env={
+                key: value.strip() for key, value in env.items() if key.startswith(OPTIONS)
+            },
             **limits,
         )
         settings.check()

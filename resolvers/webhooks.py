@@ -38,8 +38,9 @@ def webhook_endpoint(
         name = request.path_params["gateway"]
         gateway = service.gateways.get(name)
         if gateway is None and name in service.unavailable:
-            # Configured but not working: the gateway retries once it is fixed.
-            return JSONResponse({"error": service.unavailable[name]}, status_code=503)
+            # Configured but not working: the gateway retries once it is fixed. (Why
+            # is in the log, not for whoever posts here.)
+            return JSONResponse({"error": "gateway unavailable; retry later"}, status_code=503)
         if gateway is None:
             return JSONResponse({"error": f"no gateway named {name!r}"}, status_code=404)
         payload = await request.body()  # bounded by PAYQL_MAX_BODY_BYTES (payql/security.py)

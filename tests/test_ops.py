@@ -45,7 +45,12 @@ async def test_healthz_and_readyz_answer_when_all_is_up(
     assert (await http.get(f"{server.url}/healthz")).json() == {"status": "ok"}
     ready = await http.get(f"{server.url}/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "database": "ok", "broadcast": "ok"}
+    assert ready.json() == {
+        "status": "ready",
+        "database": "ok",
+        "broadcast": "ok",
+        "card_gateway": "ok",
+    }
 
 
 async def test_readyz_says_503_while_the_broadcast_is_down_and_ready_once_back(
@@ -69,6 +74,7 @@ async def test_readyz_says_503_while_the_broadcast_is_down_and_ready_once_back(
                 "status": "unavailable",
                 "database": "ok",
                 "broadcast": "unavailable",
+                "card_gateway": "ok",
             }
             assert (await http.get(f"{base}/healthz")).status_code == 200
             # and when Redis is back, so is readiness, with no restart

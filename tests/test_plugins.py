@@ -183,17 +183,84 @@ async def test_a_plug_in_that_fails_to_load_is_named_and_the_others_still_work(
         assert "PAYQL_GATEWAY_ACME_API_KEY" in answers["acme"]
         assert "broken gateway could not be loaded" in answers["broken"]
         assert "a_module_nobody_installed" not in answers["broken"]  # internals: log only
-        assert "nosuch" in answers["nosuch"] and "PAYQL_GATEWAYS" in answers["nosuch"]
-        # and its webhooks are answered 503, so that the gateway retries once it is fixed
+        assert answers["nosuch"] == "the nosuch gateway is not installed"
+        # and its webhooks are answered 503, so that the gateway retries once it is
+        # fixed, telling whoever posts nothing more
         webhook = await http.post(f"{base}/webhooks/acme", content=b"{}")
         assert webhook.status_code == 503
+        assert webhook.json() == {"error": "gateway unavailable; retry later"}
     # and the log said so at start-up, for each
     text = log.read_text()
     for expected in (
-        "PAYQL_GATEWAY_ACME_API_KEY",
+        "the acme gateway is not set up: an Acme API key",
+        "is required (set PAYQL_GATEWAY_ACME_API_KEY)",
+        "(PAYQL_GATEWAYS lists it)",
         "the broken gateway could not be loaded: check its package and its "
         "PAYQL_GATEWAY_BROKEN_* settings",
         "a_module_nobody_installed",
         "'nosuch'",
     ):
         assert expected in text, expected
+
+
+async def test_options_go_by_exact_name_and_a_broken_card_gateway_is_not_ready(
+    installed: Path, tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    # given Acme as the card gateway, set up, beside another gateway's variables that
+    # share its prefix, and a misspelt option
+    env = serve_env(
+        tmp_path,
+        installed,
+        PAYQL_GATEWAYS="acme",
+        PAYQL_CARD_GATEWAY="acme",
+        PAYQL_GATEWAY_ACME_API_KEY=API_KEY,
+        PAYQL_GATEWAY_ACME_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        PAYQL_GATEWAY_ACME_EU_API_KEY="acme_key_of_another_gateway",
+        PAYQL_GATEWAY_ACME_WEBHOOK_SECERT="typo",
+    )
+    log = tmp_path / "ok.log"
+    with payql_serve(env, free_port(), log=log) as base:
+        alice, _ = people(base, http, env)
+        # then Acme loads with its own two options only, and takes card payments
+        paid = await pay(alice, (await place_order(alice))["id"], token="acme_ok")
+        assert paid["payment"]["status"] == "COMPLETED"
+        assert (await http.get(f"{base}/readyz")).status_code == 200
+    assert "PAYQL_GATEWAY_ACME_WEBHOOK_SECERT is not an option of the acme gateway" in (
+        log.read_text()
+    )
+    # and when its key is missing, payql starts but says it is not ready
+    del env["PAYQL_GATEWAY_ACME_API_KEY"]
+    with payql_serve(env, free_port()) as base:
+        ready = await http.get(f"{base}/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["card_gateway"] == "unavailable"
+
+
+async def test_a_refund_through_a_gateway_that_stopped_working_reserves_nothing(
+    installed: Path, tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    env = serve_env(
+        tmp_path,
+        installed,
+        PAYQL_GATEWAYS="acme",
+        PAYQL_GATEWAY_ACME_API_KEY=API_KEY,
+        PAYQL_GATEWAY_ACME_WEBHOOK_SECRET=WEBHOOK_SECRET,
+    )
+    # given a payment made through Acme
+    with payql_serve(env, free_port()) as base:
+        alice, _ = people(base, http, env)
+        paid = await pay(alice, (await place_order(alice))["id"], gateway="acme", token="acme_ok")
+        payment_id = paid["payment"]["id"]
+    # when payql restarts with Acme broken, and an admin refunds
+    del env["PAYQL_GATEWAY_ACME_API_KEY"]
+    with payql_serve(env, free_port()) as base:
+        _, admin = people(base, http, env)
+        answer = await admin(REFUND, input={"paymentId": payment_id, "amount": "1"})
+        # then the refund is refused, and nothing is left pending to be sent later
+        assert [e["code"] for e in answer["refundPayment"]["errors"]] == ["GATEWAY_UNAVAILABLE"]
+        after = await admin(
+            "query ($id: ID!) { payment(id: $id) { refundableAmount refunds { id } } }",
+            id=payment_id,
+        )
+    assert after["payment"]["refunds"] == []
+    assert after["payment"]["refundableAmount"] == paid["payment"]["amount"]

@@ -49,9 +49,9 @@ class AcmeGateway:
     name = "acme"
     methods = frozenset({"CREDIT_CARD", "DEBIT_CARD"})
 
-    def __init__(self, api_key: str = "", webhook_secret: str = "", **unknown: str) -> None:
-        for option in unknown:
-            raise GatewayConfigError(option, f"Acme has no option {option!r}")
+    # Its options are its keyword parameters: payql passes PAYQL_GATEWAY_ACME_API_KEY
+    # as api_key and PAYQL_GATEWAY_ACME_WEBHOOK_SECRET as webhook_secret.
+    def __init__(self, api_key: str = "", webhook_secret: str = "") -> None:
         if not api_key.startswith("acme_key_"):
             raise GatewayConfigError("api_key", "an Acme API key (acme_key_…) is required")
         if not webhook_secret:
@@ -106,7 +106,10 @@ class AcmeGateway:
     async def cancel(self, transaction_id: str, idempotency_key: str) -> ChargeState:
         if idempotency_key in self._replies:
             return self._charge_reply(idempotency_key)
-        state = replace(self._charge(transaction_id), status=GatewayStatus.CANCELED)
+        state = self._charge(transaction_id)
+        if state.status is GatewayStatus.SUCCEEDED:
+            raise GatewayError("Acme cannot cancel a completed charge: refund it instead")
+        state = replace(state, status=GatewayStatus.CANCELED)
         self._charges[transaction_id] = self._replies[idempotency_key] = state
         return state
 
@@ -118,7 +121,14 @@ class AcmeGateway:
         refunded = sum(r.amount for r in state.refunds if r.status is RefundOutcome.SUCCEEDED)
         if amount > state.amount_captured - refunded:
             raise GatewayError("Acme: the refund is more than what is left of the charge")
-        refund = RefundReport(f"acme_re_{secrets.token_hex(8)}", amount, RefundOutcome.SUCCEEDED)
+        # payql's key is "payql-<its refund id>": Acme keeps that id on the refund, so a
+        # refund whose answer was lost is matched to payql's, never counted twice.
+        refund = RefundReport(
+            f"acme_re_{secrets.token_hex(8)}",
+            amount,
+            RefundOutcome.SUCCEEDED,
+            reference=idempotency_key.removeprefix("payql-"),
+        )
         self._charges[transaction_id] = replace(state, refunds=(*state.refunds, refund))
         answer = RefundState(refund.refund_id, RefundOutcome.SUCCEEDED)
         self._replies[idempotency_key] = answer
@@ -140,9 +150,12 @@ class AcmeGateway:
             raise InvalidSignature("the Acme-Signature does not match the body")
         body = json.loads(payload)
         charge = body["charge"]
-        state = ChargeState(
-            charge["id"],
-            GatewayStatus(charge["status"]),
+        known = self._charges.get(charge["id"]) or ChargeState(
+            charge["id"], GatewayStatus.PROCESSING
+        )
+        state = replace(  # what the event says; what it does not (card, refunds) stays
+            known,
+            status=GatewayStatus(charge["status"]),
             amount_captured=int(charge.get("amount_captured", 0)),
             failure_code=charge.get("failure_code"),
             failure_message=charge.get("failure_message"),
