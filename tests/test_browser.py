@@ -429,3 +429,27 @@ async def test_capture_and_cancel_from_the_dashboard(
     await detail.get_by_text("Cancelled.").wait_for()
     await tab.locator(f"tr[data-payment-id='{waiting['id']}'] .badge.CANCELLED").wait_for()
     assert not problems, problems
+
+
+async def test_the_dashboard_shows_more_than_one_page(
+    server: LiveServer, anonymous: Client, page: tuple[Any, Problems]
+) -> None:
+    tab, problems = page
+    # given 55 payments of one customer (the dashboard shows 50 at a time)
+    carol = anonymous.as_(server.token("cus_carol", email="carol@example.com"))
+    made = [(await paid(carol))["id"] for _ in range(55)]
+    await open_dashboard(tab, server)
+    await tab.get_by_placeholder("order number (ORD-…) or customer email").fill("carol@example.com")
+    await tab.get_by_text("50 shown of 55 matching").wait_for()
+    assert await tab.locator(f"tr[data-payment-id='{made[0]}']").count() == 0  # the oldest
+    # when the next page is asked for
+    await tab.get_by_role("button", name="Show more").click()
+    # then all 55 are listed, once each, and there is no more to show
+    await tab.get_by_text("55 shown of 55 matching").wait_for()
+    shown = [
+        await row.get_attribute("data-payment-id")
+        for row in await tab.locator("#payments tbody tr").all()
+    ]
+    assert sorted(shown) == sorted(made)
+    assert await tab.get_by_role("button", name="Show more").is_hidden()
+    assert not problems, problems

@@ -24,8 +24,10 @@ const ROW = `
   id orderId status amount currency paymentMethod gateway createdAt
   order { number customer { name email } }`;
 
-const LIST = `query DashboardPayments($filter: PaymentFilter, $first: Int!) {
-  payments(filter: $filter, first: $first) { total items { ${ROW} } }
+const LIST = `query DashboardPayments($filter: PaymentFilter, $first: Int!, $after: String) {
+  payments(filter: $filter, first: $first, after: $after) {
+    total endCursor hasNextPage items { ${ROW} }
+  }
 }`;
 
 const STATS = `query DashboardStats($since: DateTime!) {
@@ -73,6 +75,9 @@ const state = {
   recent: [], // positions of the latest changes seen
   seen: new Map(), // payment id -> the newest change position shown for it
   unsubscribe: null,
+  listVersion: 0, // which load of the list is current (filters change it)
+  endCursor: null, // where the next page starts
+  hasNext: false,
   selected: null,
   client: null,
   statsTimer: null,
@@ -109,6 +114,7 @@ async function start() {
   $("#filters").addEventListener("change", () => reload());
   $("#filters").addEventListener("input", debounce(() => reload(), 300));
   $("#filters").addEventListener("submit", (event) => event.preventDefault());
+  $("#more").addEventListener("click", loadMore);
   follow();
   refreshStats();
   state.statsTimer = setInterval(refreshStats, 30000); // buckets roll over
@@ -148,10 +154,40 @@ function matches(row, filter) {
 }
 
 async function loadList() {
+  const version = ++state.listVersion;
   const data = await gql(state.token, LIST, { filter: filters(), first: PAGE });
+  if (version !== state.listVersion) return; // the filters changed meanwhile
   state.rows = new Map(data.payments.items.map((row) => [row.id, row]));
-  state.total = data.payments.total;
+  keepPage(data.payments);
   render();
+}
+
+// The next page of the same list, below the rows shown (live changes go on
+// arriving above).
+async function loadMore() {
+  const version = state.listVersion;
+  $("#more").disabled = true;
+  try {
+    const data = await gql(state.token, LIST, {
+      filter: filters(), first: PAGE, after: state.endCursor,
+    });
+    if (version !== state.listVersion) return;
+    for (const row of data.payments.items) {
+      if (!state.rows.has(row.id)) state.rows.set(row.id, row);
+    }
+    keepPage(data.payments);
+    render();
+  } catch (error) {
+    $("#list-error").textContent = error.message;
+  } finally {
+    $("#more").disabled = false;
+  }
+}
+
+function keepPage(page) {
+  state.total = page.total;
+  state.endCursor = page.endCursor;
+  state.hasNext = page.hasNextPage;
 }
 
 async function reload() {
@@ -172,6 +208,7 @@ function render(fresh = null) {
   $("#list-foot").textContent = shown ?
     `${shown} shown of ${Math.max(state.total, shown)} matching` :
     "No payments match these filters.";
+  $("#more").hidden = !state.hasNext;
 }
 
 function rowElement(row, fresh) {
