@@ -26,6 +26,12 @@ from resolvers.auth import mint_token
 PLUGIN = Path(__file__).resolve().parent / "plugins" / "payql-acme"
 API_KEY = "acme_key_test"
 WEBHOOK_SECRET = "acme_whsec_test"
+# Acme, listed and set up.
+ACME = {
+    "PAYQL_GATEWAYS": "acme",
+    "PAYQL_GATEWAY_ACME_API_KEY": API_KEY,
+    "PAYQL_GATEWAY_ACME_WEBHOOK_SECRET": WEBHOOK_SECRET,
+}
 
 
 @pytest.fixture(scope="session")
@@ -99,13 +105,7 @@ async def test_an_installed_plug_in_takes_payments_refunds_and_webhooks(
     installed: Path, tmp_path: Path, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.syspath_prepend(str(installed))
-    env = serve_env(
-        tmp_path,
-        installed,
-        PAYQL_GATEWAYS="acme",
-        PAYQL_GATEWAY_ACME_API_KEY=API_KEY,
-        PAYQL_GATEWAY_ACME_WEBHOOK_SECRET=WEBHOOK_SECRET,
-    )
+    env = serve_env(tmp_path, installed, **ACME)
     with payql_serve(env, free_port()) as base:
         alice, admin = people(base, http, env)
         # when Alice pays through Acme
@@ -211,10 +211,8 @@ async def test_options_go_by_exact_name_and_a_broken_card_gateway_is_not_ready(
     env = serve_env(
         tmp_path,
         installed,
-        PAYQL_GATEWAYS="acme",
+        **ACME,
         PAYQL_CARD_GATEWAY="acme",
-        PAYQL_GATEWAY_ACME_API_KEY=API_KEY,
-        PAYQL_GATEWAY_ACME_WEBHOOK_SECRET=WEBHOOK_SECRET,
         PAYQL_GATEWAY_ACME_EU_API_KEY="acme_key_of_another_gateway",
         PAYQL_GATEWAY_ACME_WEBHOOK_SECERT="typo",
     )
@@ -239,13 +237,7 @@ async def test_options_go_by_exact_name_and_a_broken_card_gateway_is_not_ready(
 async def test_a_refund_through_a_gateway_that_stopped_working_reserves_nothing(
     installed: Path, tmp_path: Path, http: httpx.AsyncClient
 ) -> None:
-    env = serve_env(
-        tmp_path,
-        installed,
-        PAYQL_GATEWAYS="acme",
-        PAYQL_GATEWAY_ACME_API_KEY=API_KEY,
-        PAYQL_GATEWAY_ACME_WEBHOOK_SECRET=WEBHOOK_SECRET,
-    )
+    env = serve_env(tmp_path, installed, **ACME)
     # given a payment made through Acme
     with payql_serve(env, free_port()) as base:
         alice, _ = people(base, http, env)

@@ -5,91 +5,67 @@
 // The token comes from the address's fragment (`#token=…`, which `payql serve` prints
 // in development; a fragment never reaches the server or its logs), or from the form.
 // It is kept in sessionStorage, for this tab only.
-(function () {
-  "use strict";
-  const KEY = "payql.token";
-  const EXAMPLE = `# payql: payments over GraphQL. Ctrl-Enter runs the operation.
+import { claims, forgetToken, keepToken, takeToken } from "/static/common/api.js";
+
+const EXAMPLE = `# payql: payments over GraphQL. Ctrl-Enter runs the operation.
 #
 # Try a subscription too, and watch a payment change live:
 #   subscription { paymentStatusChanged { cursor status payment { id amount currency } } }
 
 query RecentPayments {
-  payments(first: 5) {
-    items { id status amount currency gateway createdAt }
-    total
-    endCursor
-    hasNextPage
-  }
+payments(first: 5) {
+  items { id status amount currency gateway createdAt }
+  total
+  endCursor
+  hasNextPage
+}
 }
 `;
 
-  function fromFragment() {
-    const params = new URLSearchParams(window.location.hash.slice(1));
-    const token = params.get("token");
-    if (token) {
-      sessionStorage.setItem(KEY, token);
-      params.delete("token");
-      const rest = params.toString();
-      history.replaceState(null, "", window.location.pathname + window.location.search +
-        (rest ? "#" + rest : ""));
-    }
-  }
+function describe(token) {
+  if (!token) return "no token: paste one to run operations";
+  const c = claims(token);
+  if (!c) return "a token that is not a JWT";
+  const expires = c.exp ? new Date(c.exp * 1000) : null;
+  const expired = expires && expires < new Date();
+  return `signed in as ${c.sub} (${c.role || "customer"})` +
+    (expired ? " — this token has expired" : "");
+}
 
-  function claims(token) {
-    try {
-      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-      return JSON.parse(atob(part));
-    } catch (error) {
-      return null;
-    }
-  }
+const token = takeToken();
+document.getElementById("who").textContent = describe(token);
 
-  function describe(token) {
-    if (!token) return "no token: paste one to run operations";
-    const c = claims(token);
-    if (!c) return "a token that is not a JWT";
-    const expires = c.exp ? new Date(c.exp * 1000) : null;
-    const expired = expires && expires < new Date();
-    return `signed in as ${c.sub} (${c.role || "customer"})` +
-      (expired ? " — this token has expired" : "");
-  }
+document.getElementById("token-form").addEventListener("submit", function (event) {
+  event.preventDefault();
+  const value = document.getElementById("token").value.trim().replace(/^Bearer\s+/i, "");
+  if (value) keepToken(value);
+  window.location.reload();
+});
+document.getElementById("forget").addEventListener("click", function () {
+  forgetToken();
+  window.location.reload();
+});
 
-  fromFragment();
-  const token = sessionStorage.getItem(KEY) || "";
-  document.getElementById("who").textContent = describe(token);
+const url = new URL("/graphql", window.location.href);
+const socket = new URL(url);
+socket.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+const auth = token ? { Authorization: "Bearer " + token } : {};
+const fetcher = GraphiQL.createFetcher({
+  url: url.toString(),
+  subscriptionUrl: socket.toString(),
+  headers: auth,
+  wsConnectionParams: auth,
+});
 
-  document.getElementById("token-form").addEventListener("submit", function (event) {
-    event.preventDefault();
-    const value = document.getElementById("token").value.trim().replace(/^Bearer\s+/i, "");
-    if (value) sessionStorage.setItem(KEY, value);
-    window.location.reload();
-  });
-  document.getElementById("forget").addEventListener("click", function () {
-    sessionStorage.removeItem(KEY);
-    window.location.reload();
-  });
-
-  const url = new URL("/graphql", window.location.href);
-  const socket = new URL(url);
-  socket.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  const auth = token ? { Authorization: "Bearer " + token } : {};
-  const fetcher = GraphiQL.createFetcher({
-    url: url.toString(),
-    subscriptionUrl: socket.toString(),
-    headers: auth,
-    wsConnectionParams: auth,
-  });
-
-  const search = new URLSearchParams(window.location.search);
-  const root = ReactDOM.createRoot(document.getElementById("graphiql"));
-  root.render(
-    React.createElement(GraphiQL, {
-      fetcher: fetcher,
-      defaultQuery: EXAMPLE,
-      query: search.get("q") || undefined,
-      variables: search.get("v") || undefined,
-      defaultEditorToolsVisibility: true,
-      shouldPersistHeaders: false,
-    }),
-  );
-})();
+const search = new URLSearchParams(window.location.search);
+const root = ReactDOM.createRoot(document.getElementById("graphiql"));
+root.render(
+  React.createElement(GraphiQL, {
+    fetcher: fetcher,
+    defaultQuery: EXAMPLE,
+    query: search.get("q") || undefined,
+    variables: search.get("v") || undefined,
+    defaultEditorToolsVisibility: true,
+    shouldPersistHeaders: false,
+  }),
+);
