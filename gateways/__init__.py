@@ -26,6 +26,7 @@ _GATEWAYS = {
     "simulated": "gateways.simulated:SimulatedGateway",
     "manual": "gateways.manual:ManualGateway",
     "stripe": "gateways.stripe:StripeGateway",
+    "paypal": "gateways.paypal:PayPalGateway",
 }
 
 

@@ -7,10 +7,10 @@ imports anything from the rest of payql.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class GatewayStatus(Enum):
@@ -19,6 +19,8 @@ class GatewayStatus(Enum):
     REQUIRES_ACTION = "requires_action"  # 3-D Secure or another customer step
     PROCESSING = "processing"
     REQUIRES_CAPTURE = "requires_capture"  # authorized, manual capture
+    # The customer approved (a PayPal order): payql finishes it with `complete`.
+    APPROVED = "approved"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
@@ -80,6 +82,8 @@ class ChargeState:
     failure_message: str | None = None
     card: Card | None = None
     refunds: tuple[RefundReport, ...] = ()
+    # Where to send the customer to act (PayPal's approval page), while REQUIRES_ACTION.
+    redirect_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,22 @@ class Gateway(Protocol):
         charge whose answer never came back (a timeout, a crash) is found again."""
         ...
 
-    def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> GatewayEvent:
-        """Verify the raw body's signature first, then read it; raise InvalidSignature."""
+    def parse_webhook(
+        self, payload: bytes, headers: Mapping[str, str]
+    ) -> GatewayEvent | Awaitable[GatewayEvent]:
+        """Verify the raw body's signature first, then read it; raise InvalidSignature.
+        A gateway that verifies by asking its processor (PayPal) may be async."""
+        ...
+
+
+@runtime_checkable
+class Completes(Protocol):
+    """A gateway whose customers approve a payment that the merchant then completes
+    (PayPal: the buyer approves an order, the merchant captures or authorizes it).
+    Only a gateway that reports APPROVED needs this."""
+
+    async def complete(
+        self, transaction_id: str, manual_capture: bool, idempotency_key: str
+    ) -> ChargeState:
+        """Capture the approved payment (or authorize it, for a manual capture)."""
         ...

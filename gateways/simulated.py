@@ -10,6 +10,10 @@ Stripe's shape and are read back through the same code as Stripe's.
 changes only the gateway's own state and, like Stripe, reports the outcome as a
 signed webhook (Stripe's event shape and signature scheme) to the service.
 
+PAYPAL payments go PayPal's way: REQUIRES_ACTION with an approval page
+(`redirect_url`, payql's /simulated/paypal), approved or cancelled there through
+`confirm` (the webhook says "approved"), then completed by payql with `complete`.
+
 Its intents live in tables of its own (gateways/simulated_store.py) in the service's
 database, so they survive a restart and every worker sees them. For tests and
 demos, `inject` scripts the next answer of an operation (a decline, an outage).
@@ -25,7 +29,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -118,13 +122,25 @@ class _Intent:
     decline_code: str | None = None
     error_message: str | None = None
     refunds: list[dict[str, Any]] = field(default_factory=list)  # Stripe's refund objects
+    method: str = "CARD"  # or PAYPAL: approved by the buyer, then completed by payql
 
     def to_stripe(self) -> dict[str, Any]:
         """This intent as Stripe's PaymentIntent object (latest_charge expanded)."""
         failed = self.status is S.FAILED
         status = "requires_payment_method" if failed else self.status.value
         charge = None
-        if self.card is not None:
+        if self.card is not None or self.charge_id is not None:
+            details: dict[str, Any] = {"type": "paypal", "paypal": {}}
+            if self.card is not None:
+                details = {
+                    "type": "card",
+                    "card": {
+                        "brand": self.card.brand,
+                        "last4": self.card.last4,
+                        "exp_month": self.card.exp_month,
+                        "exp_year": self.card.exp_year,
+                    },
+                }
             charge = {
                 "id": self.charge_id,
                 "object": "charge",
@@ -133,15 +149,7 @@ class _Intent:
                 "amount_captured": self.amount_captured,
                 "amount_refunded": self.amount_refunded,
                 "refunds": {"object": "list", "data": list(self.refunds)},
-                "payment_method_details": {
-                    "type": "card",
-                    "card": {
-                        "brand": self.card.brand,
-                        "last4": self.card.last4,
-                        "exp_month": self.card.exp_month,
-                        "exp_year": self.card.exp_year,
-                    },
-                },
+                "payment_method_details": details,
             }
         error = None
         if failed:
@@ -168,7 +176,12 @@ class _Intent:
         }
 
     def state(self) -> ChargeState:
-        return charge_state(self.to_stripe())
+        if self.status is S.APPROVED:  # PayPal's, not Stripe's: no Stripe status for it
+            return charge_state(self.to_stripe(), S.APPROVED)
+        state = charge_state(self.to_stripe())
+        if self.method == "PAYPAL" and self.status is S.REQUIRES_ACTION:
+            state = replace(state, redirect_url=f"{PAYPAL_PAGE}#{self.client_secret}")
+        return state
 
     def to_row(self) -> dict[str, Any]:
         data = asdict(self)
@@ -209,6 +222,12 @@ def _reply(data: Mapping[str, Any]) -> Outcome:
     return ChargeState(**values)
 
 
+# The simulated PayPal approval page, served by payql; the client secret goes in the
+# fragment, which never reaches a server or its log.
+PAYPAL_PAGE = "/simulated/paypal"
+# Its event for a buyer's approval (Stripe has none): the charge is APPROVED.
+APPROVED_EVENT = "payment_intent.approved"
+
 _EVENT_TYPES = {
     S.SUCCEEDED: "payment_intent.succeeded",
     S.FAILED: "payment_intent.payment_failed",
@@ -216,6 +235,7 @@ _EVENT_TYPES = {
     S.PROCESSING: "payment_intent.processing",
     S.CANCELED: "payment_intent.canceled",
     S.REQUIRES_CAPTURE: "payment_intent.amount_capturable_updated",
+    S.APPROVED: APPROVED_EVENT,
 }
 
 
@@ -261,7 +281,7 @@ class SimulatedGateway:
         if token is None:
             return None
         if method == "PAYPAL":
-            return "PayPal payments take no card token: leave it out and confirm on the client"
+            return "PayPal payments take no token: the buyer approves at PayPal (nextAction)"
         if token not in TEST_CARDS:
             shown = token if len(token) <= 40 else token[:40] + "…"
             return f"unknown payment method token {shown!r}: use a Stripe test token"
@@ -286,8 +306,11 @@ class SimulatedGateway:
             manual_capture=request.manual_capture,
             client_secret=f"{intent_id}_secret_{secrets.token_hex(12)}",
             metadata=dict(request.metadata),
+            method="PAYPAL" if request.method == "PAYPAL" else "CARD",
         )
-        if request.token is not None:
+        if intent.method == "PAYPAL":
+            intent.status = S.REQUIRES_ACTION  # the buyer approves on PayPal's page
+        elif request.token is not None:
             self._confirm(intent, TEST_CARDS[request.token])
         state = intent.state()
         async with in_transaction() as conn:
@@ -349,6 +372,29 @@ class SimulatedGateway:
             intent.amount_captured = amount
             state = intent.state()
         await self._remember(idempotency_key, state)
+        return state
+
+    async def complete(
+        self, transaction_id: str, manual_capture: bool, idempotency_key: str
+    ) -> ChargeState:
+        """PayPal's capture (or authorize) of an order its buyer approved."""
+        self.calls["complete"] += 1
+        await self._travel()
+        scripted = self._scripted("complete")
+        if isinstance(scripted, ChargeState):
+            return scripted
+        reply = await self._replayed(idempotency_key)
+        if isinstance(reply, ChargeState):
+            return reply
+        async with self._intent(transaction_id) as intent:
+            if intent.status is S.APPROVED:
+                intent.charge_id = f"ch_sim_{secrets.token_hex(12)}"
+                self._authorize(intent)
+            elif intent.status not in (S.SUCCEEDED, S.REQUIRES_CAPTURE):
+                raise GatewayError(f"payment intent {intent.id} is {intent.status.value}")
+            state = intent.state()
+        await self._remember(idempotency_key, state)
+        self._answer("complete", state)
         return state
 
     async def cancel(self, transaction_id: str, idempotency_key: str) -> ChargeState:
@@ -449,16 +495,26 @@ class SimulatedGateway:
         payment_method: str | None,
         authenticate: bool | None,
         deliver_to: str | None,
+        approve: bool | None = None,
     ) -> str:
-        """Confirm a payment as Stripe.js would; the outcome goes out as webhooks
-        (unless `deliver_to` is None: a lost webhook, for trying syncPayment)."""
+        """Confirm a payment as Stripe.js would, or approve (or cancel) a PayPal one on
+        its page; the outcome goes out as webhooks (unless `deliver_to` is None: a lost
+        webhook, for trying syncPayment)."""
         await self._travel()
         row = await SimulatedIntent.get_or_none(client_secret=client_secret)
         if row is None:
             raise ConfirmRefused(404, "no payment has this client secret")
         reported: list[S] = []
         async with self._intent(row.id) as intent:
-            if intent.status is S.REQUIRES_PAYMENT_METHOD:
+            if intent.method == "PAYPAL":
+                if approve is None:
+                    raise ConfirmRefused(400, "approve (true or false) answers PayPal's page")
+                if intent.status is not S.REQUIRES_ACTION:
+                    raise ConfirmRefused(
+                        409, f"this PayPal payment is {intent.status.value}: nothing to approve"
+                    )
+                intent.status = S.APPROVED if approve else S.CANCELED
+            elif intent.status is S.REQUIRES_PAYMENT_METHOD:
                 if not payment_method:
                     raise ConfirmRefused(
                         400, "paymentMethod is required: this payment has none yet"
@@ -552,7 +608,11 @@ class SimulatedGateway:
             raise MalformedEvent("the body is not JSON") from None
         if not isinstance(event, dict):
             raise MalformedEvent("the body is not a JSON object")
-        return gateway_event(event)
+        parsed = gateway_event(event)
+        if parsed.type == APPROVED_EVENT:  # a PayPal buyer's approval
+            intent = event["data"]["object"]
+            parsed = replace(parsed, charge=charge_state(intent, S.APPROVED))
+        return parsed
 
 
 __all__ = ["TEST_CARDS", "ConfirmRefused", "SimulatedGateway"]

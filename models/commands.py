@@ -33,6 +33,7 @@ from tortoise.transactions import in_transaction
 from gateways.base import (
     ChargeRequest,
     ChargeState,
+    Completes,
     DisputeReport,
     Gateway,
     GatewayError,
@@ -211,6 +212,7 @@ class _Tx:
         self.payment.status = status
         if status not in rules.AWAITING_CUSTOMER:
             self.payment.client_secret = None
+            self.payment.redirect_url = None
         if status is not PaymentStatus.PENDING and self.payment.processed_at is None:
             self.payment.processed_at = self.now
         if status is PaymentStatus.COMPLETED and self.payment.completed_at is None:
@@ -251,6 +253,8 @@ class _Tx:
             p.card_exp_year = state.card.exp_year
         if status in rules.AWAITING_CUSTOMER and state.client_secret:
             p.client_secret = state.client_secret
+        if status in rules.AWAITING_CUSTOMER and state.redirect_url:
+            p.redirect_url = state.redirect_url[:2048]
         if status is PaymentStatus.FAILED:
             p.failure_code = state.failure_code or "payment_failed"
             p.failure_message = state.failure_message or "The payment failed."
@@ -387,6 +391,7 @@ _TRACKED = (
     "status",
     "gateway_transaction_id",
     "client_secret",
+    "redirect_url",
     "failure_code",
     "failure_message",
     "card_brand",
@@ -445,6 +450,7 @@ class PaymentService:
     unavailable: Mapping[str, str] = field(default_factory=dict)
     refund_window: timedelta = timedelta(days=180)
     card_gateway: str = "simulated"
+    paypal_gateway: str = "simulated"
     clock: Callable[[], datetime] = utcnow
     # How long a request waits for a concurrent one with the same idempotency key.
     idempotency_wait: float = 30.0
@@ -531,7 +537,14 @@ class PaymentService:
 
     def gateway_for(self, method: PaymentMethod, name: str | None) -> Gateway:
         if name is None:
-            name = OFFLINE_GATEWAY if method in rules.OFFLINE_METHODS else self.card_gateway
+            if method in rules.OFFLINE_METHODS:
+                name = OFFLINE_GATEWAY
+            elif method is PaymentMethod.PAYPAL:
+                name = self.paypal_gateway
+            else:
+                name = self.card_gateway
+            if name not in self.gateways and name not in self.unavailable:
+                raise validation(f"this service takes no {method.value} payments", "paymentMethod")
         gateway = self.gateways.get(name)
         if gateway is None and name in self.unavailable:
             raise DomainError(ErrorCode.GATEWAY_UNAVAILABLE, self.unavailable[name], "gateway")
@@ -723,6 +736,10 @@ class PaymentService:
         )
         if isinstance(decide, _Absorb) and decide.verdict is Reported.IGNORE:
             error = invalid_state(f"the payment became {payment.status.value} meanwhile")
+        if isinstance(decide, _Absorb):
+            completed = await self._complete_if_approved(payment, decide.state, EventSource.GATEWAY)
+            if completed is not None:
+                payment, error = completed.payment or payment, completed.error
         return Outcome(payment=payment, client_secret=_secret_for(payment), error=error)
 
     async def _replay_payment(
@@ -839,6 +856,11 @@ class PaymentService:
                 if state is not None:
                     absorb = _Absorb(state, refunds=True)
                     payment = await self._apply(payment.id, absorb, EventSource.GATEWAY)
+                    completed = await self._complete_if_approved(payment, state, EventSource.API)
+                    if completed is not None:
+                        if completed.error is not None:
+                            return completed
+                        payment = completed.payment or payment
             payment = await self._retry_lost_refunds(payment, gateway)
         except GatewayUnavailable as exc:
             return Outcome(payment=payment, error=_unavailable(exc))
@@ -855,7 +877,9 @@ class PaymentService:
         gateway = self._gateway_of(payment)
         state = await gateway.find(payment.id)
         if state is not None:
-            return await self._apply(payment.id, _Absorb(state), EventSource.GATEWAY)
+            payment = await self._apply(payment.id, _Absorb(state), EventSource.GATEWAY)
+            completed = await self._complete_if_approved(payment, state, EventSource.GATEWAY)
+            return completed.payment or payment if completed is not None else payment
         if self.clock() - payment.created_at < self.charge_timeout:
             raise invalid_state(
                 "the gateway has not answered for this payment yet: try again in a moment"
@@ -936,7 +960,7 @@ class PaymentService:
                 await WebhookEvent.create(using_db=tx.conn, outcome=outcome, **record)
 
             try:
-                await self._apply(payment.id, decide, EventSource.WEBHOOK)
+                payment = await self._apply(payment.id, decide, EventSource.WEBHOOK)
             except Busy:
                 raise  # retryable: the route answers 503
             except DomainError as exc:
@@ -944,9 +968,41 @@ class PaymentService:
                 log.error("ALERT: webhook %s %s rejected: %s", gateway, event.id, exc.message)
                 await WebhookEvent.create(outcome="rejected", **record)
                 return "rejected"
+            if charge is not None:
+                # The customer approved (PayPal): the event is recorded; completing it
+                # is payql's own step, which sync and reconciliation retry if it fails.
+                try:
+                    await self._complete_if_approved(payment, charge, EventSource.GATEWAY)
+                except DomainError as exc:
+                    log.warning("could not complete %s after %s: %s", payment.id, event.id, exc)
             return outcome
         except IntegrityError:
             return "duplicate"  # a concurrent copy of the same event won the race
+
+    async def _complete_if_approved(
+        self, payment: Payment, state: ChargeState, source: EventSource
+    ) -> Outcome | None:
+        """The customer approved the payment at the gateway (a PayPal order) and it
+        waits for payql: capture it, or authorize it for a manual capture. Every attempt
+        (webhook, sync, reconciliation, at once or not) sends one key, so the gateway
+        completes it once. None when there is nothing to complete."""
+        if not rules.needs_completion(payment.status, state.status.value):
+            return None
+        gateway = self._gateway_of(payment)
+        if not isinstance(gateway, Completes):
+            log.error("the %s gateway reported an approval it cannot complete", gateway.name)
+            return Outcome(
+                payment=payment,
+                error=DomainError(ErrorCode.GATEWAY_ERROR, "the gateway cannot complete it"),
+            )
+        manual = payment.capture_method is CaptureMethod.MANUAL
+        return await self._gateway_step(
+            payment,
+            source,
+            intent=("payment.completion_requested", {"manualCapture": manual}),
+            call=lambda _gateway, txn, key: gateway.complete(txn, manual, key),
+            key=f"payql-{payment.id}-complete",
+        )
 
     async def _gateway_step(
         self,
@@ -954,15 +1010,17 @@ class PaymentService:
         source: EventSource,
         intent: tuple[str, dict[str, Any]],
         call: Callable[[Gateway, str, str], Awaitable[ChargeState]],
+        key: str | None = None,
     ) -> Outcome:
         """Record the intent, call the gateway, apply its answer. The idempotency key is
-        per attempt (the noted version): a retry of this call is the same request, and a
-        later attempt (another amount, after a refusal) is a new one."""
+        per attempt (the noted version) unless given: a retry of this call is the same
+        request, and a later attempt (another amount, after a refusal) is a new one."""
         gateway = self._gateway_of(payment)
         event_type, data = intent
         noted = await self._apply(payment.id, _note(event_type, **data), source)
         assert payment.gateway_transaction_id is not None
-        key = f"payql-{payment.id}-{event_type.rsplit('.', 1)[-1]}-{noted.version}"
+        if key is None:
+            key = f"payql-{payment.id}-{event_type.rsplit('.', 1)[-1]}-{noted.version}"
         try:
             state = await call(gateway, payment.gateway_transaction_id, key)
         except GatewayUnavailable as exc:

@@ -101,6 +101,8 @@ FROM_GATEWAY: dict[str, PaymentStatus] = {
     "requires_action": P.REQUIRES_ACTION,
     "processing": P.PROCESSING,
     "requires_capture": P.AUTHORIZED,
+    # The customer approved (PayPal): payql completes it (see `needs_completion`).
+    "approved": P.PROCESSING,
     "succeeded": P.COMPLETED,
     "failed": P.FAILED,
     "canceled": P.CANCELLED,
@@ -122,6 +124,12 @@ def on_report(current: PaymentStatus, gateway_status: str) -> tuple[Reported, Pa
     if can_transition(current, reported):
         return Reported.MOVE, reported
     return Reported.IGNORE, reported
+
+
+def needs_completion(current: PaymentStatus, gateway_status: str) -> bool:
+    """The gateway reports a payment its customer approved and payql must complete
+    (capture, or authorize), and the payment is still waiting for that."""
+    return gateway_status == "approved" and current is P.PROCESSING
 
 
 def can_transition(current: PaymentStatus, new: PaymentStatus) -> bool:

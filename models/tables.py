@@ -95,6 +95,8 @@ class Payment(Model):
     gateway = fields.CharField(max_length=32)
     gateway_transaction_id = fields.CharField(max_length=255, null=True, db_index=True)
     client_secret = fields.CharField(max_length=255, null=True)
+    # Where the customer goes to act (PayPal's approval page), while they must.
+    redirect_url = fields.CharField(max_length=2048, null=True)
     failure_code = fields.CharField(max_length=64, null=True)
     failure_message = fields.CharField(max_length=500, null=True)
     billing_address: Any = fields.JSONField(null=True)

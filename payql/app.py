@@ -36,7 +36,7 @@ from payql import pages
 from payql.logs import install_redaction
 from payql.ops import Metrics, healthz, readyz
 from payql.security import BodyLimit, RequestLog, SecurityHeaders, WebsocketGuard, client_ip
-from payql.settings import Settings, option_setting
+from payql.settings import PAYPAL_SANDBOX, Settings, option_setting
 from resolvers.auth import AuthError, actor_from_header
 from resolvers.broadcast import make_broadcast
 from resolvers.context import Context
@@ -227,6 +227,26 @@ def build_gateways(settings: Settings) -> tuple[dict[str, Gateway], dict[str, st
             api_base=settings.stripe_api_base or None,
         )
     unavailable: dict[str, str] = {}
+    if settings.paypal_client_id:
+        try:
+            gateways["paypal"] = create_gateway(
+                "paypal",
+                client_id=settings.paypal_client_id,
+                client_secret=settings.paypal_client_secret,
+                webhook_id=settings.paypal_webhook_id,
+                api_base=settings.paypal_api_base,
+                return_url=settings.paypal_return_url,
+                cancel_url=settings.paypal_cancel_url,
+            )
+        except GatewayConfigError as exc:
+            setting = f"PAYQL_PAYPAL_{exc.option.upper()}"
+            log.error("the paypal gateway is not set up: %s (set %s)", exc.message, setting)
+            unavailable["paypal"] = f"the paypal gateway is not set up (see {setting})"
+        else:
+            if settings.production and settings.paypal_api_base.startswith(PAYPAL_SANDBOX):
+                log.warning("PayPal is on its sandbox (PAYQL_PAYPAL_API_BASE) in production")
+            if not settings.paypal_webhook_id:
+                log.warning("PAYQL_PAYPAL_WEBHOOK_ID is not set: PayPal webhooks are refused")
     for name in settings.gateways:
         # What clients are told stays short (the setting's name at most); the log
         # has the details, which may hold a path or a plug-in's own words.
@@ -293,6 +313,7 @@ def build_service(settings: Settings, hub: Hub) -> PaymentService:
         publisher=hub,
         refund_window=timedelta(days=settings.refund_window_days),
         card_gateway=settings.card_gateway,
+        paypal_gateway=settings.paypal_gateway,
         attempt_limits=AttemptLimits(
             per_customer=settings.failed_payments_per_customer,
             per_ip=settings.failed_payments_per_ip,
@@ -356,6 +377,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     sweeper.cancel()
                 if isinstance(simulated, SimulatedGateway):
                     await simulated.drain()
+                for gateway in service.gateways.values():
+                    close = getattr(gateway, "aclose", None)
+                    if close is not None:
+                        await close()
                 await hub.stop()
 
     routes = [
@@ -374,7 +399,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Mount("/static", app=pages.static_files(), name="static"),
     ]
     if isinstance(simulated, SimulatedGateway):
-        routes.append(Route("/simulated/confirm", confirm_endpoint(simulated), methods=["POST"]))
+        routes += [
+            Route("/simulated/confirm", confirm_endpoint(simulated), methods=["POST"]),
+            Route("/simulated/paypal", pages.simulated_paypal),
+        ]
         if not settings.production:  # the demo pays with test cards, in development only
             routes += [
                 Route("/demo/checkout", pages.demo_checkout),

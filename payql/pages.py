@@ -54,6 +54,11 @@ async def demo_checkout(request: Request) -> Response:
     return page("demo/checkout.html")
 
 
+async def simulated_paypal(request: Request) -> Response:
+    """The simulated gateway's PayPal approval page (a PAYPAL payment's redirectUrl)."""
+    return page("demo/paypal.html")
+
+
 def demo_token(settings: Settings) -> Any:
     async def token(request: Request) -> Response:
         """Development only: a token for the demo customer, so that the demo checkout

@@ -31,7 +31,8 @@ LIMITS = (
 MAY_BE_OFF = ("failed_payments_per_customer", "failed_payments_per_ip")
 
 
-BUILT_IN_GATEWAYS = ("manual", "simulated", "stripe")
+BUILT_IN_GATEWAYS = ("manual", "paypal", "simulated", "stripe")
+PAYPAL_SANDBOX = "https://api-m.sandbox.paypal.com"
 _GATEWAY_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
@@ -65,6 +66,16 @@ class Settings:
     stripe_api_base: str = ""  # another Stripe-compatible server (an emulator in tests)
     # The gateway for card payments: stripe when a Stripe key is set, else simulated.
     card_gateway: str = "simulated"
+    # PayPal (Orders v2): on when a client id is set. Its sandbox unless told otherwise.
+    paypal_client_id: str = ""
+    paypal_client_secret: str = field(default="", repr=False)
+    paypal_webhook_id: str = ""
+    paypal_api_base: str = PAYPAL_SANDBOX
+    # Where PayPal sends the buyer back after approving, or cancelling, on its page.
+    paypal_return_url: str = ""
+    paypal_cancel_url: str = ""
+    # The gateway for PAYPAL payments: paypal when a client id is set, else simulated.
+    paypal_gateway: str = "simulated"
     # Create tables from the models at start-up, for throwaway test databases only.
     generate_schemas: bool = False
     # How often the server reconciles payments a lost answer left unresolved (0: never).
@@ -134,6 +145,13 @@ class Settings:
             card_gateway=get(
                 "CARD_GATEWAY", "stripe" if get("STRIPE_SECRET_KEY", "") else "simulated"
             ).lower(),
+            paypal_client_id=get("PAYPAL_CLIENT_ID", ""),
+            paypal_client_secret=get("PAYPAL_CLIENT_SECRET", ""),
+            paypal_webhook_id=get("PAYPAL_WEBHOOK_ID", ""),
+            paypal_api_base=get("PAYPAL_API_BASE", PAYPAL_SANDBOX).rstrip("/"),
+            paypal_return_url=get("PAYPAL_RETURN_URL", ""),
+            paypal_cancel_url=get("PAYPAL_CANCEL_URL", ""),
+            paypal_gateway="paypal" if get("PAYPAL_CLIENT_ID", "") else "simulated",
             allowed_origins=tuple(
                 o.strip().rstrip("/").lower()
                 for o in get("ALLOWED_ORIGINS", "").split(",")
@@ -199,6 +217,19 @@ class Settings:
         if self.card_gateway not in ("stripe", "simulated", *self.gateways):
             raise SettingsError(
                 "PAYQL_CARD_GATEWAY must be stripe, simulated or a gateway in PAYQL_GATEWAYS"
+            )
+        for name, url in (
+            ("PAYPAL_API_BASE", self.paypal_api_base),
+            ("PAYPAL_RETURN_URL", self.paypal_return_url),
+            ("PAYPAL_CANCEL_URL", self.paypal_cancel_url),
+        ):
+            parts = urlsplit(url)
+            if url and (parts.scheme not in ("http", "https") or not parts.netloc):
+                raise SettingsError(f"PAYQL_{name} must be an http(s) address, not {url!r}")
+        if self.production and self.paypal_client_id and not self.paypal_webhook_id:
+            raise SettingsError(
+                "PAYQL_PAYPAL_WEBHOOK_ID is required in production: without it no PayPal "
+                "webhook can be verified"
             )
         if self.production and self.stripe_secret_key and not self.stripe_webhook_secret:
             raise SettingsError(

@@ -1,4 +1,5 @@
-"""POST /simulated/confirm: Stripe.js's confirmCardPayment and 3-D Secure, simulated.
+"""POST /simulated/confirm: Stripe.js's confirmCardPayment and 3-D Secure, simulated;
+`"approve": true|false` answers a PayPal payment's approval page (GET /simulated/paypal).
 
 It changes nothing in the service's records: the simulated gateway reports the
 outcome as a signed webhook to POST /webhooks/simulated, which takes the path
@@ -27,6 +28,7 @@ def confirm_endpoint(gateway: SimulatedGateway) -> Callable[[Request], Awaitable
         secret = body.get("clientSecret")
         method = body.get("paymentMethod")
         authenticate = body.get("authenticate")
+        approve = body.get("approve")
         send_webhook = body.get("sendWebhook", True)
         if not isinstance(secret, str) or not secret:
             return _refuse(400, "clientSecret is required")
@@ -34,11 +36,15 @@ def confirm_endpoint(gateway: SimulatedGateway) -> Callable[[Request], Awaitable
             return _refuse(400, "paymentMethod must be a string such as pm_card_visa")
         if authenticate is not None and not isinstance(authenticate, bool):
             return _refuse(400, "authenticate must be true or false")
+        if approve is not None and not isinstance(approve, bool):
+            return _refuse(400, "approve must be true or false")
         if not isinstance(send_webhook, bool):
             return _refuse(400, "sendWebhook must be true or false")
         target = str(request.url_for("webhook", gateway=gateway.name)) if send_webhook else None
         try:
-            status = await gateway.confirm(secret, method, authenticate, deliver_to=target)
+            status = await gateway.confirm(
+                secret, method, authenticate, deliver_to=target, approve=approve
+            )
         except ConfirmRefused as exc:
             return _refuse(exc.status, exc.message)
         return JSONResponse({"status": status})

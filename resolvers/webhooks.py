@@ -7,6 +7,7 @@ acknowledged and applied zero further times. An event that cannot be applied yet
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -45,7 +46,9 @@ def webhook_endpoint(
             return JSONResponse({"error": f"no gateway named {name!r}"}, status_code=404)
         payload = await request.body()  # bounded by PAYQL_MAX_BODY_BYTES (payql/security.py)
         try:
-            event = gateway.parse_webhook(payload, request.headers)
+            parsed = gateway.parse_webhook(payload, request.headers)
+            # PayPal's are verified by asking PayPal.
+            event = await parsed if inspect.isawaitable(parsed) else parsed
         except InvalidSignature as exc:
             log.warning("refused a %s webhook: %s", name, exc)
             return JSONResponse({"error": f"signature refused: {exc}"}, status_code=400)
@@ -54,6 +57,11 @@ def webhook_endpoint(
         except (ValueError, KeyError, TypeError) as exc:  # a signed body it cannot read
             log.warning("refused a %s webhook it could not read: %r", name, exc)
             return JSONResponse({"error": "the event could not be read"}, status_code=400)
+        except GatewayError as exc:  # the processor could not verify it now
+            log.warning("could not verify a %s webhook now: %s", name, exc)
+            return JSONResponse(
+                {"error": "could not verify the event now; retry later"}, status_code=503
+            )
         try:
             outcome = await service.apply_webhook(name, event)
         except PaymentUnknown as exc:

@@ -73,6 +73,17 @@ class CardDetails:
     expiry_year: int
 
 
+@strawberry.type(
+    description=(
+        "What the customer must do next, beyond the contract: for PayPal, open "
+        "redirectUrl (PayPal's approval page) in a popup or a redirect."
+    )
+)
+class NextAction:
+    type: str = strawberry.field(description="REDIRECT_TO_URL")
+    redirect_url: str
+
+
 @strawberry.type
 class Product:
     sku: strawberry.ID
@@ -255,6 +266,20 @@ class Payment:
         if actor is None or not owns(actor, self.row):
             return None
         return self.row.client_secret
+
+    @strawberry.field(
+        description=(
+            "Beyond the contract: where the customer goes to act (PayPal's approval page), "
+            "while they must; only its owner sees it."
+        )
+    )
+    def next_action(self, info: Info[Context, None]) -> NextAction | None:
+        actor = info.context.actor
+        if actor is None or not owns(actor, self.row) or not self.row.redirect_url:
+            return None
+        if self.row.status not in rules.AWAITING_CUSTOMER:
+            return None
+        return NextAction(type="REDIRECT_TO_URL", redirect_url=self.row.redirect_url)
 
     @strawberry.field
     def failure_code(self) -> str | None:

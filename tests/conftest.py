@@ -17,6 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
+from paypal_fake import CLIENT_ID as PAYPAL_CLIENT_ID
+from paypal_fake import CLIENT_SECRET as PAYPAL_CLIENT_SECRET
+from paypal_fake import WEBHOOK_ID as PAYPAL_WEBHOOK_ID
+from paypal_fake import FakePayPal
 from support import (
     POSTGRES_URL,
     STRIPE_KEY,
@@ -57,10 +61,31 @@ def localstripe() -> Iterator[Localstripe | None]:
 
 
 @pytest.fixture(scope="session")
+def paypal() -> Iterator[FakePayPal]:
+    """A PayPal for the PayPal gateway's tests (tests/paypal_fake.py), over real HTTP."""
+    fake = FakePayPal().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture(scope="session")
 def server(
-    backend: str, tmp_path_factory: pytest.TempPathFactory, localstripe: Localstripe | None
+    backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    localstripe: Localstripe | None,
+    paypal: FakePayPal,
 ) -> Iterator[LiveServer]:
-    settings = base_settings("")
+    settings = replace(  # PayPal too, for tests that pay with paymentMethod: PAYPAL
+        base_settings(""),
+        paypal_client_id=PAYPAL_CLIENT_ID,
+        paypal_client_secret=PAYPAL_CLIENT_SECRET,
+        paypal_webhook_id=PAYPAL_WEBHOOK_ID,
+        paypal_api_base=paypal.url,
+        paypal_return_url="https://shop.example/paypal/return",
+        paypal_gateway="paypal",
+    )
     if localstripe is not None:  # Stripe too, for tests that ask for gateway: "stripe"
         settings = replace(
             settings,

@@ -315,7 +315,7 @@ async def checkout(tab: Any, server: LiveServer, card: str) -> None:
     await tab.get_by_label("Quantity of White mug").fill("2")
     await tab.get_by_role("button", name="Review order").click()
     await tab.locator("[data-field='total']").get_by_text("$25.98").wait_for()
-    await tab.get_by_label(card).check()
+    await tab.get_by_role("radio", name=card).check()
     await tab.get_by_role("button", name="Pay $25.98").click()
 
 
@@ -338,10 +338,41 @@ async def test_the_demo_checkout_says_why_a_card_was_declined(
     reason = await tab.locator("[data-field='reason']").inner_text()
     assert reason == "Your card was declined. Try another card, or ask your bank why."
     # and the same order can then be paid with another card
-    await tab.get_by_role("button", name="Try another card").click()
+    await tab.get_by_role("button", name="Try another way to pay").click()
     await tab.get_by_label("Visa, succeeds").check()
     await tab.get_by_role("button", name="Pay $25.98").click()
     await tab.get_by_role("heading", name="Paid $25.98").wait_for()
+    assert not problems, problems
+
+
+@pytest.mark.parametrize(
+    ("answer", "heading"),
+    [("Approve and pay", "Paid $25.98"), ("Cancel and return to the shop", "Payment cancelled")],
+)
+async def test_the_demo_checkout_pays_with_paypal_approved_in_its_popup(
+    server: LiveServer, page: tuple[Any, Problems], answer: str, heading: str
+) -> None:
+    tab, problems = page
+    await checkout(tab, server, "PayPal")
+    dialog = tab.locator("dialog#paypal")
+    await dialog.get_by_text("$25.98").wait_for()
+    # the buyer goes to PayPal's page (simulated), in a popup
+    async with tab.expect_popup() as opened:
+        await dialog.get_by_role("button", name="Continue to PayPal").click()
+    popup = await opened.value
+    popup.on("pageerror", lambda error: problems.console.append(f"popup uncaught: {error}"))
+    popup.on(
+        "console",
+        lambda message: (
+            message.type in ("error", "warning")
+            and problems.console.append(f"popup {message.type}: {message.text}")
+        ),
+    )
+    await popup.get_by_role("button", name=answer).click()
+    # the simulated PayPal tells payql by webhook; payql captures; the page sees it live
+    await tab.get_by_role("heading", name=heading).wait_for()
+    if answer == "Approve and pay":
+        assert "paid with PayPal" in await tab.locator("#outcome").inner_text()
     assert not problems, problems
 
 

@@ -6,7 +6,9 @@
 //    number) and an idempotency key, so a retried click never pays twice.
 // 3. While the payment is not final, follow it live (paymentStatusChanged); for
 //    3-D Secure, the customer approves or denies in the bank's dialog, simulated by
-//    /simulated/confirm as Stripe.js's confirmCardPayment would do.
+//    /simulated/confirm as Stripe.js's confirmCardPayment would do. With PayPal, the
+//    buyer approves on PayPal's page (payment.nextAction.redirectUrl, opened as a
+//    popup); payql then captures the payment itself.
 import { el, gql, liveClient, money, newKey, takeToken } from "/static/common/api.js";
 
 const PRODUCTS = "query DemoProducts { products { sku name price currency stock } }";
@@ -18,8 +20,8 @@ const CREATE = `mutation DemoCreateOrder($input: CreateOrderInput!) {
   createOrder(input: $input) { order { ${ORDER} } ${ERRORS} }
 }`;
 const PAYMENT = `
-  id status amount currency failureCode failureMessage
-  cardDetails { brand last4 }`;
+  id status amount currency paymentMethod failureCode failureMessage
+  cardDetails { brand last4 } nextAction { redirectUrl }`;
 const PAY = `mutation DemoPay($input: ProcessPaymentInput!) {
   processPayment(input: $input) { payment { ${PAYMENT} } clientSecret ${ERRORS} }
 }`;
@@ -41,6 +43,7 @@ const CARDS = [
     label: "3-D Secure required",
     detail: "4000 0025 0000 3155",
   },
+  { token: "paypal", label: "PayPal", detail: "approve on PayPal's page (simulated)" },
 ];
 
 // What a customer is told, by the gateway's decline code.
@@ -51,6 +54,7 @@ const DECLINES = {
   incorrect_cvc: "The card's security code is incorrect.",
   processing_error: "The payment could not be processed. Please try again.",
   authentication_failed: "The payment was not confirmed with your bank, so nothing was charged.",
+  instrument_declined: "PayPal declined the way you chose to pay. Try another one.",
 };
 
 const DEMO_KEY = "payql.demo.token";
@@ -77,6 +81,7 @@ async function start() {
   $("#again").addEventListener("click", () => window.location.reload());
   $("#approve").addEventListener("click", () => confirm3ds(true));
   $("#deny").addEventListener("click", () => confirm3ds(false));
+  $("#to-paypal").addEventListener("click", openPayPal);
   renderCards();
 }
 
@@ -151,7 +156,8 @@ function renderCards() {
 // -- paying ------------------------------------------------------------------------
 
 async function pay() {
-  const token = document.querySelector("input[name=card]:checked").value;
+  const chosen = document.querySelector("input[name=card]:checked").value;
+  const paypal = chosen === "paypal";
   $("#pay").disabled = true;
   $("#back").disabled = true;
   $("#pay-error").textContent = "";
@@ -160,9 +166,10 @@ async function pay() {
     const { processPayment: result } = await gql(state.token, PAY, {
       input: {
         orderId: state.order.id,
-        paymentMethod: "CREDIT_CARD",
-        gateway: "simulated", // test cards, even where a Stripe key is configured
-        token,
+        paymentMethod: paypal ? "PAYPAL" : "CREDIT_CARD",
+        // test cards and a simulated PayPal, even where real keys are configured
+        gateway: "simulated",
+        token: paypal ? null : chosen,
         idempotencyKey: state.key,
       },
     });
@@ -176,7 +183,9 @@ async function pay() {
     state.payment = result.payment;
     if (FINAL.has(result.payment.status)) return finish(result.payment);
     follow(result.payment.id);
-    if (result.payment.status === "REQUIRES_ACTION") ask3ds(result.clientSecret);
+    const next = result.payment.nextAction;
+    if (result.payment.status === "REQUIRES_ACTION" && next) askPayPal(next.redirectUrl);
+    else if (result.payment.status === "REQUIRES_ACTION") ask3ds(result.clientSecret);
     else status(describe(result.payment.status));
   } catch (error) {
     $("#pay-error").textContent = error.message;
@@ -252,6 +261,23 @@ async function confirm3ds(approve) {
   // The outcome arrives live, from the gateway's webhook (see follow()).
 }
 
+// PayPal: the buyer approves on PayPal's page, in a popup opened by their own click (so
+// no popup blocker stops it). The outcome arrives live: payql captures the payment
+// once PayPal says it was approved.
+function askPayPal(url) {
+  state.redirectUrl = url;
+  $("#paypal-amount").textContent = money(state.payment.amount, state.payment.currency);
+  status("Waiting for you to approve the payment on PayPal…");
+  $("#paypal").showModal();
+}
+
+function openPayPal() {
+  $("#paypal").close();
+  const popup = window.open(state.redirectUrl, "paypal", "popup,width=520,height=640");
+  if (!popup) window.location.assign(state.redirectUrl); // no popups: PayPal's redirect
+  status("Approve the payment on PayPal's page; this page follows it live…");
+}
+
 function tryAgain() {
   state.key = newKey(); // a new attempt: the declined one keeps its own key
   renderOrder();
@@ -268,7 +294,8 @@ function finish(payment) {
   const o = state.order;
   const paid = payment.status === "COMPLETED" || payment.status === "AUTHORIZED";
   const card = payment.cardDetails ?
-    `${payment.cardDetails.brand} •••• ${payment.cardDetails.last4}` : "your card";
+    `${payment.cardDetails.brand} •••• ${payment.cardDetails.last4}` :
+    payment.paymentMethod === "PAYPAL" ? "PayPal" : "your card";
   const outcome = paid ?
     el("div", { class: "receipt" },
       el("h2", {}, `Paid ${money(payment.amount, payment.currency)}`),
@@ -282,7 +309,7 @@ function finish(payment) {
       el("p", { "data-field": "reason" }, DECLINES[payment.failureCode] ||
         payment.failureMessage || "The payment did not go through; nothing was charged."),
       el("p", { class: "muted" }, `Order ${o.number} is still open.`),
-      el("button", { type: "button", onclick: tryAgain }, "Try another card"));
+      el("button", { type: "button", onclick: tryAgain }, "Try another way to pay"));
   $("#outcome").replaceChildren(outcome);
   show("#step-done");
 }
