@@ -30,7 +30,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -95,7 +95,8 @@ _CAPTURE_STATUS = {
 _AUTHORIZATION_STATUS = {
     "CREATED": S.REQUIRES_CAPTURE,
     "PENDING": S.PROCESSING,
-    "PARTIALLY_CAPTURED": S.SUCCEEDED,
+    "PARTIALLY_CAPTURED": S.PROCESSING,  # its captures tell the amount
+    "CAPTURED": S.PROCESSING,
     "VOIDED": S.CANCELED,
     "EXPIRED": S.CANCELED,
     "DENIED": S.FAILED,
@@ -144,7 +145,10 @@ def to_minor(value: object, currency: str) -> int:
         major = Decimal(str(value))
     except InvalidOperation:
         raise ValueError(f"{value!r} is not a PayPal amount") from None
-    return int(major.scaleb(_ISO_DECIMALS.get(currency.upper(), 2)))
+    minor = major.scaleb(_ISO_DECIMALS.get(currency.upper(), 2))
+    if minor != minor.to_integral_value():
+        raise ValueError(f"{value!r} has more decimals than {currency} has")
+    return int(minor)
 
 
 def _amount(obj: Mapping[str, Any]) -> int:
@@ -252,6 +256,17 @@ def gateway_event(event: Mapping[str, Any]) -> GatewayEvent:
         if kind in ("REFUNDED", "REVERSED"):  # the resource is the refund
             reference, _, _ = str(resource.get("custom_id") or "").partition(_REFUND_REF)
             refunds = (refund_report(resource),)
+            if not reference:
+                # Made at PayPal (its dashboard, a reversal): nothing here names our
+                # payment; syncPayment reads it from the order.
+                log.error(
+                    "ALERT: PayPal %s %s (%s) names no payql payment: find it by its capture "
+                    "(%s) and sync that payment",
+                    event_type,
+                    resource.get("id"),
+                    (resource.get("amount") or {}).get("value"),
+                    _link(resource, "up"),
+                )
         else:
             reference = resource.get("custom_id")
             status = _CAPTURE_STATUS.get(str(resource.get("status")))
@@ -367,8 +382,16 @@ class PayPalGateway:
         except PayPalProblem as problem:
             if problem.issue in _DECLINES:
                 return _declined(transaction_id, problem.issue.lower(), _DECLINES[problem.issue])
-            if problem.issue in _READ_INSTEAD:
+            if problem.issue in _READ_INSTEAD or problem.status == 404:
                 return order_state(await self._order(transaction_id))
+            if problem.status == 409:  # the same request id still being worked on
+                raise GatewayUnavailable("PayPal is still completing this order") from None
+            if problem.status == 422:
+                # PayPal's business rules refused it (a restricted or closed account, a
+                # limit, an expired order): no retry will complete it.
+                log.warning("PayPal refused to complete %s: %s", transaction_id, problem)
+                message = problem.description or "PayPal refused to complete the payment."
+                return _declined(transaction_id, problem.issue.lower() or "refused", message)
             raise self._refused(problem) from None
         return order_state(order)
 
@@ -402,9 +425,17 @@ class PayPalGateway:
     async def cancel(self, transaction_id: str, idempotency_key: str) -> ChargeState:
         order = await self._order(transaction_id)
         state = order_state(order)
-        if state.status in (S.REQUIRES_ACTION, S.APPROVED, S.CANCELED):
-            # PayPal has no cancel for an order: one payql never completes takes no money.
+        if state.status in (S.REQUIRES_ACTION, S.CANCELED):
+            # PayPal has no cancel for an order: one its buyer never approved (or that
+            # payql then never completes, as it never completes a cancelled payment)
+            # takes no money.
             return ChargeState(transaction_id, S.CANCELED)
+        if state.status is S.APPROVED:
+            # payql may be capturing it right now: cancelling here could orphan money.
+            raise GatewayError(
+                "the buyer approved this PayPal payment and it is being completed: sync it, "
+                "then refund it if needed"
+            )
         if state.status is not S.REQUIRES_CAPTURE:
             raise GatewayError(f"a {state.status.value} PayPal payment cannot be cancelled")
         authorization = self._open_authorization(order)
@@ -550,8 +581,8 @@ class PayPalGateway:
         content = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         token = await self._access_token()
         renewed = False
-        delays: Sequence[float | None] = (*RETRY_DELAYS, None)
-        for delay in delays:
+        delays = list(RETRY_DELAYS)
+        while True:
             headers = {
                 "Authorization": f"Bearer {token}",
                 "Content-Type": "application/json",
@@ -569,9 +600,7 @@ class PayPalGateway:
                 if response.status_code == 401 and not renewed:
                     renewed = True  # the token expired early, or was revoked: once more
                     token = await self._access_token(stale=token)
-                    response = await self.http.request(
-                        method, path, content=content, headers={**headers, **_bearer(token)}
-                    )
+                    continue
                 if response.status_code < 300:
                     return _json(response) if response.content else {}
                 if response.status_code < 500 and response.status_code != 429:
@@ -580,18 +609,13 @@ class PayPalGateway:
                 debug_id = _json(response).get("debug_id")
                 if debug_id:
                     failure += f", debug_id {debug_id}"
-            if delay is None:
+            if not delays:
                 raise GatewayUnavailable(failure)
             log.warning("%s %s: %s; retrying", method, path, failure)
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+            await asyncio.sleep(delays.pop(0))
 
     async def aclose(self) -> None:
         await self.http.aclose()
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -404,7 +404,8 @@ class SimulatedGateway:
         if isinstance(scripted, ChargeState):
             return scripted
         async with self._intent(transaction_id) as intent:
-            if intent.status in (S.SUCCEEDED, S.FAILED):
+            if intent.status in (S.SUCCEEDED, S.FAILED, S.APPROVED):
+                # APPROVED: PayPal's buyer approved it, and payql may be completing it.
                 raise GatewayError(f"payment intent {intent.id} is {intent.status.value}")
             intent.status = S.CANCELED
             return intent.state()

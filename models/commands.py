@@ -78,6 +78,8 @@ OFFLINE_GATEWAY = "manual"
 # The service itself, reconciling.
 SYSTEM = Actor(customer_id="payql", role="admin")
 ORDER_COUNTER = "order"
+# How long a buyer has to approve a payment at the gateway (PayPal's orders: 3 hours).
+APPROVAL_WINDOW = timedelta(hours=3)
 EVENT_COUNTER = "event"
 
 
@@ -739,7 +741,7 @@ class PaymentService:
         if isinstance(decide, _Absorb):
             completed = await self._complete_if_approved(payment, decide.state, EventSource.GATEWAY)
             if completed is not None:
-                payment, error = completed.payment or payment, completed.error
+                payment, error = completed.payment or payment, completed.error or error
         return Outcome(payment=payment, client_secret=_secret_for(payment), error=error)
 
     async def _replay_payment(
@@ -820,7 +822,18 @@ class PaymentService:
         refunding = Refund.filter(status=RefundStatus.PENDING, created_at__lt=stale).values_list(
             "payment_id", flat=True
         )
-        ids = sorted({str(i) for q in (unanswered, processing, refunding) for i in await q})
+        # Waiting for a buyer's approval at a gateway that payql then completes (PayPal),
+        # while its approval can still come: an approval whose webhook was lost, and whose
+        # buyer never came back to the shop, is found here.
+        completing = [n for n, g in self.gateways.items() if isinstance(g, Completes)]
+        approving = Payment.filter(
+            status=PaymentStatus.REQUIRES_ACTION,
+            gateway__in=completing,
+            updated_at__lt=stale,
+            created_at__gte=self.clock() - APPROVAL_WINDOW,
+        ).values_list("id", flat=True)
+        queries = (unanswered, processing, refunding, approving)
+        ids = sorted({str(i) for q in queries for i in await q})
         summary = {"checked": len(ids), "changed": 0, "waiting": 0, "failed": 0, "unchanged": 0}
         for done, payment_id in enumerate(ids, 1):
             summary[await self._reconcile_one(payment_id)] += 1
@@ -879,7 +892,9 @@ class PaymentService:
         if state is not None:
             payment = await self._apply(payment.id, _Absorb(state), EventSource.GATEWAY)
             completed = await self._complete_if_approved(payment, state, EventSource.GATEWAY)
-            return completed.payment or payment if completed is not None else payment
+            if completed is not None and completed.payment is not None:
+                payment = completed.payment
+            return payment
         if self.clock() - payment.created_at < self.charge_timeout:
             raise invalid_state(
                 "the gateway has not answered for this payment yet: try again in a moment"
@@ -996,13 +1011,17 @@ class PaymentService:
                 error=DomainError(ErrorCode.GATEWAY_ERROR, "the gateway cannot complete it"),
             )
         manual = payment.capture_method is CaptureMethod.MANUAL
-        return await self._gateway_step(
-            payment,
-            source,
-            intent=("payment.completion_requested", {"manualCapture": manual}),
-            call=lambda _gateway, txn, key: gateway.complete(txn, manual, key),
-            key=f"payql-{payment.id}-complete",
-        )
+        try:
+            return await self._gateway_step(
+                payment,
+                source,
+                intent=("payment.completion_requested", {"manualCapture": manual}),
+                call=lambda _gateway, txn, key: gateway.complete(txn, manual, key),
+                key=f"payql-{payment.id}-complete",
+                only_if=PaymentStatus.PROCESSING,
+            )
+        except _Moved as moved:  # cancelled (or completed) meanwhile: nothing to do
+            return Outcome(payment=moved.payment)
 
     async def _gateway_step(
         self,
@@ -1011,13 +1030,17 @@ class PaymentService:
         intent: tuple[str, dict[str, Any]],
         call: Callable[[Gateway, str, str], Awaitable[ChargeState]],
         key: str | None = None,
+        only_if: PaymentStatus | None = None,
     ) -> Outcome:
         """Record the intent, call the gateway, apply its answer. The idempotency key is
         per attempt (the noted version) unless given: a retry of this call is the same
         request, and a later attempt (another amount, after a refusal) is a new one."""
         gateway = self._gateway_of(payment)
         event_type, data = intent
-        noted = await self._apply(payment.id, _note(event_type, **data), source)
+        note = _note(event_type, **data)
+        if only_if is not None:
+            note = _note_if(only_if, event_type, **data)  # decided under the row's lock
+        noted = await self._apply(payment.id, note, source)
         assert payment.gateway_transaction_id is not None
         if key is None:
             key = f"payql-{payment.id}-{event_type.rsplit('.', 1)[-1]}-{noted.version}"
@@ -1252,6 +1275,22 @@ class _Absorb:
 
 def _note(event_type: str, **data: Any) -> Decide:
     async def decide(tx: _Tx) -> None:
+        tx.event(event_type, **data)
+
+    return decide
+
+
+class _Moved(Exception):
+    """The payment is no longer in the status a step needs (checked under its lock)."""
+
+    def __init__(self, payment: Payment) -> None:
+        self.payment = payment
+
+
+def _note_if(status: PaymentStatus, event_type: str, **data: Any) -> Decide:
+    async def decide(tx: _Tx) -> None:
+        if tx.payment.status is not status:
+            raise _Moved(tx.payment)
         tx.event(event_type, **data)
 
     return decide

@@ -151,7 +151,12 @@ class Settings:
             paypal_api_base=get("PAYPAL_API_BASE", PAYPAL_SANDBOX).rstrip("/"),
             paypal_return_url=get("PAYPAL_RETURN_URL", ""),
             paypal_cancel_url=get("PAYPAL_CANCEL_URL", ""),
-            paypal_gateway="paypal" if get("PAYPAL_CLIENT_ID", "") else "simulated",
+            # In production the simulated PayPal takes PAYPAL payments only when named.
+            paypal_gateway=(
+                "paypal"
+                if get("PAYPAL_CLIENT_ID", "")
+                else ("none" if production else "simulated")
+            ),
             allowed_origins=tuple(
                 o.strip().rstrip("/").lower()
                 for o in get("ALLOWED_ORIGINS", "").split(",")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from support import Client, LiveServer, Subscription, status_reaches
 
 from gateways.base import ChargeRequest, GatewayError, GatewayStatus, GatewayUnavailable
 from gateways.paypal import PayPalGateway, to_minor, to_value
+from models.commands import utcnow
 
 PAYMENT = """
 query ($id: ID!) {
@@ -673,3 +675,107 @@ async def test_the_simulated_paypal_page_can_cancel_and_wants_an_answer(
     await status_reaches(alice, payload["payment"]["id"], "CANCELLED")
     again = await http.post(url, json={"clientSecret": secret, "approve": True})
     assert again.status_code == 409
+
+
+# -- races and refusals --------------------------------------------------------------------
+
+
+async def test_a_cancel_while_payql_captures_is_refused_and_the_money_is_recorded(
+    alice: Client,
+    admin: Client,
+    http: httpx.AsyncClient,
+    server: LiveServer,
+    paypal: FakePayPal,
+    paypal_awaiting_approval: dict[str, Any],
+) -> None:
+    payment = paypal_awaiting_approval
+    # given payql is capturing an approved order, and PayPal takes a moment
+    paypal.fail_next("capture", Fault(delay=1.0))
+    approval = asyncio.create_task(approve(http, server, paypal, payment["gatewayTransactionId"]))
+    await status_reaches(alice, payment["id"], "PROCESSING")
+    # when an admin cancels it meanwhile
+    cancelled = (await admin(CANCEL, id=payment["id"]))["cancelPayment"]
+    # then the cancel is refused, and the capture lands
+    assert [e["code"] for e in cancelled["errors"]] == ["GATEWAY_ERROR"]
+    assert (await approval).status_code == 200
+    data = (await alice(PAYMENT, id=payment["id"]))["payment"]
+    assert (data["status"], data["capturedAmount"]) == ("COMPLETED", "64.99")
+    assert "payment.orphaned_charge" not in [e["type"] for e in data["events"]]
+
+
+async def test_a_completion_paypal_refuses_for_good_fails_the_payment(
+    alice: Client,
+    http: httpx.AsyncClient,
+    server: LiveServer,
+    paypal: FakePayPal,
+    paypal_awaiting_approval: dict[str, Any],
+) -> None:
+    paypal.fail_next("capture", Fault(issue="PAYER_ACCOUNT_RESTRICTED"))
+    await approve(http, server, paypal, paypal_awaiting_approval["gatewayTransactionId"])
+    data = (await alice(PAYMENT, id=paypal_awaiting_approval["id"]))["payment"]
+    assert (data["status"], data["failureCode"]) == ("FAILED", "payer_account_restricted")
+
+
+async def test_a_late_approval_webhook_after_a_sync_captured_it_changes_nothing(
+    alice: Client,
+    http: httpx.AsyncClient,
+    server: LiveServer,
+    paypal: FakePayPal,
+    paypal_awaiting_approval: dict[str, Any],
+) -> None:
+    # given the return page's sync captured the approved order
+    order = paypal.approve(paypal_awaiting_approval["gatewayTransactionId"])
+    await alice(SYNC, id=paypal_awaiting_approval["id"])
+    captures = paypal.calls["capture"]
+    # when the approval's webhook arrives after that (out of order)
+    late = await send_webhook(http, server, paypal, "CHECKOUT.ORDER.APPROVED", order)
+    # then it is recorded and ignored: no second capture, no step backwards
+    assert late.json()["outcome"] == "ignored"
+    assert paypal.calls["capture"] == captures
+    await status_reaches(alice, paypal_awaiting_approval["id"], "COMPLETED")
+
+
+async def test_reconciliation_completes_an_approval_whose_webhook_and_buyer_never_came(
+    alice: Client, server: LiveServer, paypal: FakePayPal, paypal_awaiting_approval: dict[str, Any]
+) -> None:
+    # given Alice approved at PayPal, then closed the tab, and the webhook was lost
+    paypal.approve(paypal_awaiting_approval["gatewayTransactionId"])
+    # when reconciliation runs a few minutes later (within PayPal's approval window)
+    service = server.service
+    service.clock = lambda: utcnow() + service.charge_timeout + timedelta(minutes=1)
+    try:
+        await server.on_server_loop(service.reconcile())
+    finally:
+        service.clock = utcnow
+    # then it found the approval and captured the payment
+    await status_reaches(alice, paypal_awaiting_approval["id"], "COMPLETED")
+
+
+async def test_a_renewed_token_then_a_timeout_is_unavailable_not_a_crash(
+    paypal: FakePayPal,
+) -> None:
+    gateway = gateway_for(paypal, timeout=0.3)
+    try:
+        await gateway.charge(charge_request("pay_warm_0001"))  # a token in hand
+        paypal.expire_tokens()
+        paypal.fail_next("create", Fault())  # gets 401: the token is renewed
+        paypal.fail_next("create", Fault(delay=0.6), times=3)  # then no answer
+        with pytest.raises(GatewayUnavailable, match="did not answer"):
+            await gateway.charge(charge_request("pay_renew_0001"))
+    finally:
+        await gateway.aclose()
+
+
+def test_in_production_paypal_payments_never_go_to_the_simulated_gateway() -> None:
+    from payql.settings import Settings
+
+    production = {
+        "PAYQL_ENV": "production",
+        "PAYQL_JWT_SECRET": "s" * 40,
+        "PAYQL_SIMULATED_GATEWAY": "1",
+        "PAYQL_SIMULATED_WEBHOOK_SECRET": "whsec_" + "x" * 30,
+    }
+    assert Settings.from_env(production).paypal_gateway == "none"
+    assert Settings.from_env({}).paypal_gateway == "simulated"
+    with_paypal = {**production, "PAYQL_PAYPAL_CLIENT_ID": "id", "PAYQL_PAYPAL_WEBHOOK_ID": "WH"}
+    assert Settings.from_env(with_paypal).paypal_gateway == "paypal"
