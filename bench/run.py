@@ -93,6 +93,13 @@ def server(
         "PAYQL_FAILED_PAYMENTS_PER_CUSTOMER": "0",
         "PAYQL_FAILED_PAYMENTS_PER_IP": "0",
         "PAYQL_WEBSOCKETS_PER_IP": "100000",
+        # Receipts as .eml files (the development default) into a throwaway folder,
+        # so that processPayment pays for its outbox row as it does in production;
+        # BENCH_CUSTOMER_EMAILS=0 measures without them.
+        "PAYQL_CUSTOMER_EMAILS": os.environ.get("BENCH_CUSTOMER_EMAILS", "1"),
+        "PAYQL_MAILBOX_DIR": os.environ.get(
+            "BENCH_MAILBOX_DIR", str(Path(tempfile.gettempdir()) / "payql-bench-mailbox")
+        ),
     }
     subprocess.run(
         [sys.executable, "-m", "payql.cli", "migrate"],
