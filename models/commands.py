@@ -47,6 +47,7 @@ from models import money, rules
 from models.access import Actor, one_order, one_payment, owns, visible_payments
 from models.errors import DomainError, ErrorCode, invalid_state, not_found, validation
 from models.ids import new_id
+from models.outbox import Outbox
 from models.rules import (
     CaptureMethod,
     EventSource,
@@ -460,6 +461,8 @@ class PaymentService:
     # arrived there.
     charge_timeout: timedelta = timedelta(minutes=2)
     attempt_limits: AttemptLimits = field(default_factory=lambda: AttemptLimits())
+    # Customers' emails and merchants' webhooks, written with each change.
+    outbox: Outbox = field(default_factory=Outbox)
 
     # -- orders ------------------------------------------------------------------
 
@@ -1228,11 +1231,20 @@ class PaymentService:
                         await (
                             IdempotencyKey.filter(id=complete).using_db(conn).update(completed=True)
                         )
-                    # Last, so that the lock on the event counter is held the least.
+                    # What the changes' notifications need, read before the events
+                    # take positions, so that only their one insert is made while the
+                    # event counter's lock is held.
+                    telling = await self.outbox.prepare(conn, payment, tx.events)
                     events = await _append_events(conn, payment_id, source, tx.now, tx.events)
                     changes = [_change(payment, e) for e in events if e.to_status is not None]
+                    # The outbox, in this transaction: sent only if this commits.
+                    told = 0
+                    if telling is not None:
+                        told = await self.outbox.write(conn, payment, telling, events, tx.now)
             except _Conflict:
                 continue
+            if told and self.outbox.wake is not None:
+                self.outbox.wake()
             await self._publish(changes)
             return payment
         raise Busy()

@@ -218,3 +218,53 @@ class Dispute(Model):
 
     class Meta:
         table = "dispute"
+
+
+class WebhookEndpoint(Model):
+    """A merchant's system that wants signed events (createWebhookEndpoint). Deleting
+    one turns it off and keeps its deliveries' history."""
+
+    id = fields.CharField(max_length=40, primary_key=True)  # whe_…
+    url = fields.CharField(max_length=2048)
+    event_types: Any = fields.JSONField(default=list)  # event type names, or ["*"]
+    # Signs its deliveries; shown once, when the endpoint is made.
+    secret = fields.CharField(max_length=100)
+    description = fields.CharField(max_length=200, null=True)
+    active = fields.BooleanField(default=True, db_index=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    deleted_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "webhook_endpoint"
+
+
+class Notification(Model):
+    """The outbox: one delivery to make (a customer's email, a merchant's webhook),
+    written in the transaction of the change it tells of, and delivered at least once
+    by the dispatcher (models/dispatcher.py), which records every attempt here."""
+
+    id = fields.CharField(max_length=40, primary_key=True)  # ntf_…
+    channel = fields.CharField(max_length=16)  # email, webhook
+    # The event it tells of (evt_<position>): the same for every delivery of it, so
+    # that receivers can drop repeats.
+    event_id = fields.CharField(max_length=40, db_index=True)
+    event_type = fields.CharField(max_length=64)
+    payment_id = fields.CharField(max_length=40, db_index=True)
+    endpoint_id = fields.CharField(max_length=40, null=True, db_index=True)
+    recipient = fields.CharField(max_length=2048)  # an email address, or the endpoint's URL
+    payload: Any = fields.JSONField(default=dict)
+    status = fields.CharField(max_length=16, default="pending", db_index=True)
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField(db_index=True)
+    give_up_at = fields.DatetimeField()
+    # Held by one dispatcher while it delivers: claimed by a conditional update.
+    claim = fields.CharField(max_length=32, null=True)
+    claimed_until = fields.DatetimeField(null=True)
+    last_error = fields.CharField(max_length=500, null=True)
+    # A redelivery names the delivery it repeats.
+    redelivery_of = fields.CharField(max_length=40, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    delivered_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "notification"

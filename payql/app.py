@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult as StrawberryResult
-from tortoise.contrib.starlette import RegisterTortoise
+from tortoise import Tortoise
+from tortoise.context import TortoiseContext, _current_context
 
 from gateways import GatewayNotFound, create_gateway, gateway_factory, option_names
 from gateways.base import Gateway, GatewayConfigError
@@ -32,6 +33,8 @@ from gateways.simulated import SimulatedGateway
 from models import TORTOISE_MODULES
 from models.catalog import seed_catalog
 from models.commands import AttemptLimits, PaymentService, ensure_counters
+from models.dispatcher import Dispatcher, MailboxMailer, Mailer, SmtpMailer
+from models.outbox import Outbox
 from payql import pages
 from payql.logs import install_redaction
 from payql.ops import Metrics, healthz, readyz
@@ -100,6 +103,34 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+@contextlib.contextmanager
+def orm_context(orm: TortoiseContext) -> Iterator[None]:
+    """Make `orm` the current ORM context here. Not `with orm:`, whose one saved token
+    per context object would be overwritten by concurrent requests."""
+    token = _current_context.set(orm)
+    try:
+        yield
+    finally:
+        _current_context.reset(token)
+
+
+class OrmContext:
+    """Runs each request and websocket in its app's own ORM context (app.state.orm,
+    made by the lifespan): Tortoise's contexts are per task, and uvicorn's connection
+    tasks do not descend from the lifespan's."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        orm = getattr(scope["app"].state, "orm", None) if scope["type"] != "lifespan" else None
+        if orm is None:
+            await self.app(scope, receive, send)
+            return
+        with orm_context(orm):
+            await self.app(scope, receive, send)
 
 
 class PayqlGraphQL(GraphQL[Context, None]):
@@ -305,9 +336,35 @@ def _plugin_options(name: str, declared: tuple[str, ...], settings: Settings) ->
     return {option: env[variable] for variable, option in wanted.items() if variable in env}
 
 
+def build_outbox(settings: Settings) -> Outbox:
+    return Outbox(
+        emails=settings.customer_emails,
+        shop=settings.shop_name,
+        give_up_after=timedelta(hours=settings.notify_give_up_hours),
+        allow_private=settings.webhook_allow_private,
+    )
+
+
+def build_dispatcher(settings: Settings) -> Dispatcher:
+    """Delivers the outbox: SMTP when PAYQL_SMTP_URL is set, else (customer emails on,
+    development) .eml files in PAYQL_MAILBOX_DIR."""
+    mailer: Mailer | None = None
+    if settings.smtp_url:
+        mailer = SmtpMailer(settings.smtp_url)
+    elif settings.customer_emails:
+        mailer = MailboxMailer(Path(settings.mailbox_dir).resolve())
+    return Dispatcher(
+        mailer=mailer,
+        mail_from=settings.mail_from,
+        allow_private=settings.webhook_allow_private,
+        retry_base=settings.notify_retry_base_ms / 1000,
+    )
+
+
 def build_service(settings: Settings, hub: Hub) -> PaymentService:
     gateways, unavailable = build_gateways(settings)
     return PaymentService(
+        outbox=build_outbox(settings),
         gateways=gateways,
         unavailable=unavailable,
         publisher=hub,
@@ -339,6 +396,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     hub = Hub(make_broadcast(settings.broadcast_url))
     service = build_service(settings, hub)
     simulated = service.gateways.get("simulated")
+    dispatcher = build_dispatcher(settings)
+    wake = asyncio.Event()  # a commit wrote notifications: deliver them now
+    service.outbox.wake = wake.set
     graphql = PayqlGraphQL(settings, service, hub)
     # /metrics: open in development; in production only with PAYQL_METRICS_TOKEN.
     metrics = Metrics(
@@ -349,39 +409,62 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with RegisterTortoise(
-            app,
-            config=tortoise_config(settings.database_url),
+        # This app's own ORM context, never a process-wide one: every request enters it
+        # (OrmContext below), and so does everything started here. Two apps in one
+        # process (tests) never share a database by accident.
+        orm = await Tortoise.init(
+            config=tortoise_config(settings.database_url), _enable_global_fallback=False
+        )
+        app.state.orm = orm
+        with orm_context(orm):
+            try:
+                async with _serving(app):
+                    yield
+            finally:
+                await Tortoise.close_connections()
+
+    @contextlib.asynccontextmanager
+    async def _serving(app: Starlette) -> AsyncIterator[None]:
+        if settings.generate_schemas:
             # Throwaway test databases only: everywhere else `payql migrate` (which
             # `payql serve` runs first) brings the schema.
-            generate_schemas=settings.generate_schemas,
-        ):
-            install_redaction()  # when run by plain uvicorn/gunicorn, with their log config
-            await ensure_counters()
-            if settings.seed_catalog:
-                created = await seed_catalog()
-                if created:
-                    log.info("seeded the demo catalog with %d products", created)
-            await hub.start()  # connects the broadcast, and reconnects it when lost
-            # What start-up made (modules, the schema, the ORM's models) lives as long
-            # as the process: frozen out of the collector, full collections skip it.
-            gc.collect()
-            gc.freeze()
-            sweeper = None
-            if settings.reconcile_every_s:
-                sweeper = asyncio.create_task(sweep(service, settings.reconcile_every_s))
-            try:
-                yield
-            finally:
-                if sweeper is not None:
-                    sweeper.cancel()
-                if isinstance(simulated, SimulatedGateway):
-                    await simulated.drain()
-                for gateway in service.gateways.values():
-                    close = getattr(gateway, "aclose", None)
-                    if close is not None:
-                        await close()
-                await hub.stop()
+            await Tortoise.generate_schemas()
+        install_redaction()  # when run by plain uvicorn/gunicorn, with their log config
+        await ensure_counters()
+        if settings.seed_catalog:
+            created = await seed_catalog()
+            if created:
+                log.info("seeded the demo catalog with %d products", created)
+        await hub.start()  # connects the broadcast, and reconnects it when lost
+        # What start-up made (modules, the schema, the ORM's models) lives as long
+        # as the process: frozen out of the collector, full collections skip it.
+        gc.collect()
+        gc.freeze()
+        sweeper = dispatching = None
+        if settings.reconcile_every_s:
+            sweeper = asyncio.create_task(sweep(service, settings.reconcile_every_s))
+        if settings.dispatch_in_server:
+            dispatching = asyncio.create_task(
+                dispatcher.run(settings.dispatch_every_ms / 1000, wake)
+            )
+            if isinstance(dispatcher.mailer, MailboxMailer):
+                log.info("customer emails go to %s (no PAYQL_SMTP_URL)", dispatcher.mailer.folder)
+        try:
+            yield
+        finally:
+            for task in (sweeper, dispatching):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            await dispatcher.aclose()
+            if isinstance(simulated, SimulatedGateway):
+                await simulated.drain()
+            for gateway in service.gateways.values():
+                close = getattr(gateway, "aclose", None)
+                if close is not None:
+                    await close()
+            await hub.stop()
 
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
@@ -409,6 +492,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 Route("/demo/token", pages.demo_token(settings), methods=["POST"]),
             ]
     middleware = [  # outermost first
+        Middleware(OrmContext),
         Middleware(SecurityHeaders, production=settings.production),
         Middleware(RequestLog, observe=metrics.observe_request),
         Middleware(
@@ -427,4 +511,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.service = service
     app.state.hub = hub
     app.state.metrics = metrics
+    app.state.dispatcher = dispatcher
     return app

@@ -1,4 +1,5 @@
-"""The `payql` command: serve, migrate, makemigrations, token, seed-demo, reconcile."""
+"""The `payql` command: serve, migrate, makemigrations, token, seed-demo, reconcile,
+dispatch."""
 
 from __future__ import annotations
 
@@ -122,8 +123,9 @@ def seed_demo(settings: Settings, orders: int) -> None:
                 return created, Counter()
             # Test cards on the simulated gateway only, whatever else is configured (a
             # Stripe key must never see these); seeded declines are not card testing.
+            # No receipts for a made-up history.
             service = replace(
-                build_service(settings, hub),
+                build_service(replace(settings, customer_emails=False), hub),
                 card_gateway="simulated",
                 attempt_limits=AttemptLimits(0, 0),
             )
@@ -180,6 +182,43 @@ def reconcile(settings: Settings) -> None:
     )
 
 
+def dispatch(settings: Settings, once: bool) -> None:
+    """Deliver the outbox in a process of its own (beside servers with
+    PAYQL_DISPATCH_IN_SERVER=0, or any number of them: rows are claimed one by one)."""
+    import signal
+
+    from tortoise import Tortoise
+
+    from payql.app import build_dispatcher, tortoise_config
+    from payql.logs import install_redaction
+
+    async def run() -> int:
+        await Tortoise.init(config=tortoise_config(settings.database_url))
+        install_redaction()
+        dispatcher = build_dispatcher(settings)
+        try:
+            if once:
+                return await dispatcher.drain()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            print("dispatching notifications; stop with Ctrl-C", flush=True)
+            worker = asyncio.create_task(
+                dispatcher.run(settings.dispatch_every_ms / 1000, asyncio.Event())
+            )
+            await stop.wait()
+            worker.cancel()
+            return 0
+        finally:
+            await dispatcher.aclose()
+            await Tortoise.close_connections()
+
+    delivered = asyncio.run(run())
+    if once:
+        print(f"dispatched: {delivered} attempted")
+
+
 def make_migrations(name: str, engine: str | None) -> None:
     if engine is None:
         # One process per engine: Tortoise and aerich keep global state that would mix
@@ -222,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "reconcile", help="ask the gateways about payments a lost answer left unresolved"
     )
+    dispatch_cmd = commands.add_parser(
+        "dispatch", help="deliver customers' emails and merchants' webhooks (a worker)"
+    )
+    dispatch_cmd.add_argument(
+        "--once", action="store_true", help="deliver what is due now, then exit"
+    )
     commands.add_parser("migrate", help="bring the database to the current schema")
     make_cmd = commands.add_parser(
         "makemigrations", help="after a model change: write the next migration for each engine"
@@ -245,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         seed_demo(settings, args.orders)
     elif args.command == "reconcile":
         reconcile(settings)
+    elif args.command == "dispatch":
+        dispatch(settings, args.once)
     elif args.command == "migrate":
         migrate(settings)
     elif args.command == "makemigrations":

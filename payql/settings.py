@@ -99,6 +99,23 @@ class Settings:
     subscriptions_per_connection: int = 20
     # /metrics asks for this bearer token when set; in production it is off without one.
     metrics_token: str = field(default="", repr=False)
+    # Notifications. Customers' emails: over SMTP (smtp://user:password@host:587, or
+    # smtps://…:465); in development without it, .eml files in the mailbox folder.
+    smtp_url: str = field(default="", repr=False)
+    mail_from: str = "payql <payments@localhost>"
+    mailbox_dir: str = "mailbox"
+    customer_emails: bool = True
+    shop_name: str = "payql demo shop"
+    # The dispatcher in the server process (else `payql dispatch` runs it), how often it
+    # looks for due deliveries, the first retry's delay (doubling up to 6 h) and when a
+    # delivery is given up.
+    dispatch_in_server: bool = True
+    dispatch_every_ms: int = 1000
+    notify_retry_base_ms: int = 30_000
+    notify_give_up_hours: int = 72
+    # Merchants' webhook endpoints may be on loopback or private addresses: in
+    # development only, unless asked for.
+    webhook_allow_private: bool = True
     # Log lines as JSON (the default in production) or as text.
     log_json: bool = False
     # Plug-in gateways to load by name (installed packages' `payql.gateways` entry
@@ -153,9 +170,7 @@ class Settings:
             paypal_cancel_url=get("PAYPAL_CANCEL_URL", ""),
             # In production the simulated PayPal takes PAYPAL payments only when named.
             paypal_gateway=(
-                "paypal"
-                if get("PAYPAL_CLIENT_ID", "")
-                else ("none" if production else "simulated")
+                "paypal" if get("PAYPAL_CLIENT_ID", "") else ("none" if production else "simulated")
             ),
             allowed_origins=tuple(
                 o.strip().rstrip("/").lower()
@@ -163,6 +178,21 @@ class Settings:
                 if o.strip()
             ),
             log_json=_flag(get("LOG_JSON", "1" if production else "0"), "LOG_JSON"),
+            smtp_url=get("SMTP_URL", ""),
+            mail_from=get("MAIL_FROM", defaults.mail_from),
+            mailbox_dir=get("MAILBOX_DIR", defaults.mailbox_dir),
+            customer_emails=_flag(
+                get("CUSTOMER_EMAILS", "1" if get("SMTP_URL", "") or not production else "0"),
+                "CUSTOMER_EMAILS",
+            ),
+            shop_name=get("SHOP_NAME", defaults.shop_name),
+            dispatch_in_server=_flag(get("DISPATCH_IN_SERVER", "1"), "DISPATCH_IN_SERVER"),
+            dispatch_every_ms=_int(get("DISPATCH_EVERY_MS", "1000"), "DISPATCH_EVERY_MS"),
+            notify_retry_base_ms=_int(get("NOTIFY_RETRY_BASE_MS", "30000"), "NOTIFY_RETRY_BASE_MS"),
+            notify_give_up_hours=_int(get("NOTIFY_GIVE_UP_HOURS", "72"), "NOTIFY_GIVE_UP_HOURS"),
+            webhook_allow_private=_flag(
+                get("WEBHOOK_ALLOW_PRIVATE", "0" if production else "1"), "WEBHOOK_ALLOW_PRIVATE"
+            ),
             metrics_token=get("METRICS_TOKEN", ""),
             gateways=tuple(
                 dict.fromkeys(
@@ -231,6 +261,28 @@ class Settings:
             parts = urlsplit(url)
             if url and (parts.scheme not in ("http", "https") or not parts.netloc):
                 raise SettingsError(f"PAYQL_{name} must be an http(s) address, not {url!r}")
+        if self.smtp_url and urlsplit(self.smtp_url).scheme not in ("smtp", "smtps"):
+            raise SettingsError("PAYQL_SMTP_URL is smtp://[user:password@]host[:port] or smtps://…")
+        smtp = urlsplit(self.smtp_url)
+        if (
+            self.production
+            and smtp.password
+            and smtp.scheme == "smtp"
+            and "starttls=off" in smtp.query
+        ):
+            raise SettingsError(
+                "PAYQL_SMTP_URL: a password is never sent without TLS in production "
+                "(drop starttls=off, or use smtps://)"
+            )
+        if "@" not in self.mail_from:
+            raise SettingsError("PAYQL_MAIL_FROM is an address, like Shop <payments@shop.example>")
+        if self.production and self.customer_emails and not self.smtp_url:
+            raise SettingsError(
+                "PAYQL_CUSTOMER_EMAILS in production needs PAYQL_SMTP_URL (or set it to 0)"
+            )
+        for name in ("dispatch_every_ms", "notify_retry_base_ms", "notify_give_up_hours"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"PAYQL_{name.upper()} must be 1 or more")
         if self.production and self.paypal_client_id and not self.paypal_webhook_id:
             raise SettingsError(
                 "PAYQL_PAYPAL_WEBHOOK_ID is required in production: without it no PayPal "

@@ -103,3 +103,12 @@ class RefundPaymentInput:
     )
     reason: str | None = None
     idempotency_key: str | None = None
+
+
+@strawberry.input(description="Beyond the contract: a merchant's endpoint for signed events.")
+class CreateWebhookEndpointInput:
+    url: str = strawberry.field(description="https://… (http:// too); public addresses only.")
+    event_types: list[str] = strawberry.field(
+        description="payment.completed, payment.failed, refund.succeeded, …, or * for all."
+    )
+    description: str | None = None

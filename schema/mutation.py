@@ -8,15 +8,23 @@ import strawberry
 from strawberry.types import Info
 
 from models.commands import CustomerData, PaymentRequest, attempt_source
-from resolvers import mutations
+from resolvers import mutations, notifications
 from resolvers.context import Context
 from schema.enums import CaptureMethod
 from schema.guards import GuardInput
-from schema.inputs import CreateOrderInput, ProcessPaymentInput, RefundPaymentInput
+from schema.inputs import (
+    CreateOrderInput,
+    CreateWebhookEndpointInput,
+    ProcessPaymentInput,
+    RefundPaymentInput,
+)
 from schema.payloads import (
     CreateOrderPayload,
+    CreateWebhookEndpointPayload,
+    DeleteWebhookEndpointPayload,
     PaymentPayload,
     ProcessPaymentPayload,
+    RedeliverWebhookPayload,
     RefundPaymentPayload,
 )
 
@@ -99,3 +107,38 @@ class Mutation:
         self, info: Info[Context, None], id: strawberry.ID
     ) -> PaymentPayload:
         return PaymentPayload.of(await mutations.mark_payment_received(info.context, id))
+
+    @strawberry.mutation(
+        extensions=[GuardInput()],
+        description="Beyond the contract, admins only: register a merchant's webhook endpoint.",
+    )
+    async def create_webhook_endpoint(
+        self, info: Info[Context, None], input: CreateWebhookEndpointInput
+    ) -> CreateWebhookEndpointPayload:
+        result = await notifications.create_endpoint(
+            info.context, input.url, input.event_types, input.description
+        )
+        return CreateWebhookEndpointPayload.of(result)
+
+    @strawberry.mutation(
+        extensions=[GuardInput()],
+        description="Beyond the contract, admins only: stop sending to an endpoint.",
+    )
+    async def delete_webhook_endpoint(
+        self, info: Info[Context, None], id: strawberry.ID
+    ) -> DeleteWebhookEndpointPayload:
+        return DeleteWebhookEndpointPayload.of(
+            await notifications.delete_endpoint(info.context, id)
+        )
+
+    @strawberry.mutation(
+        extensions=[GuardInput()],
+        description=(
+            "Beyond the contract, admins only: send a webhook delivery again, as a new "
+            "delivery of the same event (same event id)."
+        ),
+    )
+    async def redeliver_webhook(
+        self, info: Info[Context, None], id: strawberry.ID
+    ) -> RedeliverWebhookPayload:
+        return RedeliverWebhookPayload.of(await notifications.redeliver(info.context, id))

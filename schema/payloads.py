@@ -5,7 +5,8 @@ from __future__ import annotations
 import strawberry
 
 from models.commands import Outcome
-from schema.types import Order, Payment, Refund, UserError
+from resolvers.notifications import Result
+from schema.types import Notification, Order, Payment, Refund, UserError, WebhookEndpoint
 
 
 def _errors(outcome: Outcome) -> list[UserError]:
@@ -59,3 +60,52 @@ class PaymentPayload:
     def of(cls, outcome: Outcome) -> PaymentPayload:
         payment = Payment.of(outcome.payment) if outcome.payment else None
         return cls(payment=payment, errors=_errors(outcome))
+
+
+def _result_errors(result: Result | Outcome) -> list[UserError]:
+    return [UserError.of(result.error)] if result.error else []
+
+
+# The payloads below take a Result, or the Outcome of a refused input (GuardInput).
+
+
+@strawberry.type
+class CreateWebhookEndpointPayload:
+    endpoint: WebhookEndpoint | None
+    secret: str | None = strawberry.field(
+        description="Signs its deliveries (Payql-Signature): shown this once, keep it."
+    )
+    errors: list[UserError]
+
+    @classmethod
+    def of(cls, result: Result | Outcome) -> CreateWebhookEndpointPayload:
+        if isinstance(result, Outcome):
+            return cls(endpoint=None, secret=None, errors=_result_errors(result))
+        endpoint = WebhookEndpoint.of(result.endpoint) if result.endpoint else None
+        return cls(endpoint=endpoint, secret=result.secret, errors=_result_errors(result))
+
+
+@strawberry.type
+class DeleteWebhookEndpointPayload:
+    deleted_id: strawberry.ID | None
+    errors: list[UserError]
+
+    @classmethod
+    def of(cls, result: Result | Outcome) -> DeleteWebhookEndpointPayload:
+        if isinstance(result, Outcome):
+            return cls(deleted_id=None, errors=_result_errors(result))
+        deleted = strawberry.ID(result.deleted_id) if result.deleted_id else None
+        return cls(deleted_id=deleted, errors=_result_errors(result))
+
+
+@strawberry.type
+class RedeliverWebhookPayload:
+    delivery: Notification | None
+    errors: list[UserError]
+
+    @classmethod
+    def of(cls, result: Result | Outcome) -> RedeliverWebhookPayload:
+        if isinstance(result, Outcome):
+            return cls(delivery=None, errors=_result_errors(result))
+        delivery = Notification.of(result.delivery) if result.delivery else None
+        return cls(delivery=delivery, errors=_result_errors(result))

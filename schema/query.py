@@ -9,12 +9,12 @@ from strawberry.types import Info
 
 from models.commands import utcnow
 from models.ids import event_id
-from resolvers import queries
+from resolvers import notifications, queries
 from resolvers.context import Context
 from schema.enums import PaymentStatus
 from schema.guards import GuardInput
 from schema.inputs import PaymentFilter
-from schema.types import Order, Payment, Product
+from schema.types import Notification, Order, Payment, Product, WebhookEndpoint
 
 
 @strawberry.type
@@ -142,6 +142,31 @@ class Query:
     )
     async def live_cursor(self, info: Info[Context, None]) -> strawberry.ID:
         return strawberry.ID(event_id(await queries.live_cursor(info.context)))
+
+    @strawberry.field(
+        extensions=[GuardInput()],
+        description="Beyond the contract, admins only: merchants' webhook endpoints.",
+    )
+    async def webhook_endpoints(self, info: Info[Context, None]) -> list[WebhookEndpoint]:
+        return [WebhookEndpoint.of(e) for e in await notifications.endpoints(info.context)]
+
+    @strawberry.field(
+        extensions=[GuardInput()],
+        description=(
+            "Beyond the contract, admins only: webhook deliveries, newest first, by "
+            "endpoint, payment or status (PENDING, DELIVERED, FAILED); at most 200."
+        ),
+    )
+    async def webhook_deliveries(
+        self,
+        info: Info[Context, None],
+        endpoint_id: strawberry.ID | None = None,
+        payment_id: strawberry.ID | None = None,
+        status: str | None = None,
+        first: int = 50,
+    ) -> list[Notification]:
+        rows = await notifications.deliveries(info.context, endpoint_id, payment_id, status, first)
+        return [Notification.of(row) for row in rows]
 
     @strawberry.field(extensions=[GuardInput()])
     async def products(self, info: Info[Context, None]) -> list[Product]:

@@ -338,6 +338,19 @@ class Payment:
         rows = await info.context.loaders.refunds_by_payment_id.load(self.row.id)
         return [Refund.of(r) for r in rows]
 
+    @strawberry.field(
+        description=(
+            "Beyond the contract, admins only (others see none): the customer's emails and "
+            "the merchant's webhooks this payment's changes made, oldest first."
+        )
+    )
+    async def notifications(self, info: Info[Context, None]) -> list[Notification]:
+        actor = info.context.actor
+        if actor is None:
+            return []
+        rows = await info.context.service.outbox.of_payment(actor, self.row.id)
+        return [Notification.of(row) for row in rows]
+
     @strawberry.field(description="Chargebacks the gateway reported, oldest first.")
     async def disputes(self, info: Info[Context, None]) -> list[Dispute]:
         rows = await info.context.loaders.disputes_by_payment_id.load(self.row.id)
@@ -387,6 +400,111 @@ class Dispute:
     reason: str | None
     created_at: datetime
     updated_at: datetime
+
+
+@strawberry.type(
+    description=(
+        "Beyond the contract, admins only: one delivery of a notification, a customer's "
+        "email or a merchant's webhook, with every attempt counted."
+    )
+)
+class Notification:
+    row: strawberry.Private[tables.Notification]
+
+    @classmethod
+    def of(cls, row: tables.Notification) -> Notification:
+        return cls(row=row)
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.row.id)
+
+    @strawberry.field(description="EMAIL or WEBHOOK")
+    def channel(self) -> str:
+        return self.row.channel.upper()
+
+    @strawberry.field(description="The event it tells of: the same for each delivery of it.")
+    def event_id(self) -> strawberry.ID:
+        return strawberry.ID(self.row.event_id)
+
+    @strawberry.field(description="payment.completed, refund.succeeded, …")
+    def event_type(self) -> str:
+        return self.row.event_type
+
+    @strawberry.field
+    def payment_id(self) -> strawberry.ID:
+        return strawberry.ID(self.row.payment_id)
+
+    @strawberry.field
+    def endpoint_id(self) -> strawberry.ID | None:
+        return strawberry.ID(self.row.endpoint_id) if self.row.endpoint_id else None
+
+    @strawberry.field(description="The email address, or the endpoint's URL.")
+    def recipient(self) -> str:
+        return self.row.recipient
+
+    @strawberry.field(description="PENDING (being tried), DELIVERED or FAILED (given up).")
+    def status(self) -> str:
+        return self.row.status.upper()
+
+    @strawberry.field
+    def attempts(self) -> int:
+        return self.row.attempts
+
+    @strawberry.field
+    def last_error(self) -> str | None:
+        return self.row.last_error
+
+    @strawberry.field
+    def next_attempt_at(self) -> datetime | None:
+        return self.row.next_attempt_at if self.row.status == "pending" else None
+
+    @strawberry.field
+    def delivered_at(self) -> datetime | None:
+        return self.row.delivered_at
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.row.created_at
+
+    @strawberry.field(description="The delivery this one repeats (redeliverWebhook).")
+    def redelivery_of(self) -> strawberry.ID | None:
+        return strawberry.ID(self.row.redelivery_of) if self.row.redelivery_of else None
+
+    @strawberry.field(description="A webhook's event, as its endpoint receives it.")
+    def body(self) -> JSON | None:
+        if self.row.channel != "webhook":
+            return None
+        return cast(JSON, self.row.payload.get("body"))
+
+
+@strawberry.type(description="Beyond the contract: a merchant's system that gets signed events.")
+class WebhookEndpoint:
+    row: strawberry.Private[tables.WebhookEndpoint]
+
+    @classmethod
+    def of(cls, row: tables.WebhookEndpoint) -> WebhookEndpoint:
+        return cls(row=row)
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.row.id)
+
+    @strawberry.field
+    def url(self) -> str:
+        return self.row.url
+
+    @strawberry.field(description='The event types it gets, or ["*"] for all.')
+    def event_types(self) -> list[str]:
+        return list(self.row.event_types)
+
+    @strawberry.field
+    def description(self) -> str | None:
+        return self.row.description
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.row.created_at
 
 
 @strawberry.type

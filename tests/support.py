@@ -31,7 +31,7 @@ import uvicorn
 from gateways.simulated import SimulatedGateway
 from models import money
 from models.commands import PaymentService
-from payql.app import create_app
+from payql.app import create_app, orm_context
 from payql.settings import Settings
 from resolvers.auth import mint_token
 
@@ -65,9 +65,16 @@ class LiveServer:
         asyncio.run(serve())
 
     async def on_server_loop(self, coro: Any) -> Any:
-        """Run a coroutine on the server's own event loop (its ORM context, its hub)."""
+        """Run a coroutine on the server's own event loop, in its ORM context (and with
+        its hub)."""
         assert self.loop is not None
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+        orm = self.app.state.orm
+
+        async def within() -> Any:
+            with orm_context(orm):
+                return await coro
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(within(), self.loop))
 
     def start(self) -> LiveServer:
         self._thread.start()
@@ -113,6 +120,8 @@ def base_settings(database_url: str) -> Settings:
         failed_payments_per_customer=0,
         failed_payments_per_ip=0,
         websockets_per_ip=1000,
+        # Customers' emails are the notification tests' own (with a real SMTP server).
+        customer_emails=False,
     )
 
 
@@ -203,7 +212,8 @@ def payql_serve(
         process = subprocess.Popen(
             [sys.executable, "-m", "payql.cli", "serve", "--port", str(port)]
             + (["--workers", str(workers)] if workers else []),
-            env={**os.environ, **env},
+            # No receipts into the working directory's mailbox unless a test asks.
+            env={"PAYQL_CUSTOMER_EMAILS": "0", **os.environ, **env},
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import pytest
 from conftest import paid, refund
-from support import Client, LiveServer
+from support import Client, LiveServer, free_port
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -210,6 +210,38 @@ async def test_a_partial_refund_made_from_the_dashboard(
         id=completed_payment["id"],
     )
     assert data["payment"] == {"status": "PARTIALLY_REFUNDED", "refundedAmount": "10.00"}
+    assert not problems, problems
+
+
+async def test_the_dashboard_shows_which_notifications_a_payment_sent(
+    server: LiveServer, admin: Client, alice: Client, page: tuple[Any, Problems]
+) -> None:
+    tab, problems = page
+    # given a merchant's endpoint that nothing answers, and a payment made since
+    dead = f"http://127.0.0.1:{free_port()}/hooks"
+    created = await admin(
+        """mutation ($input: CreateWebhookEndpointInput!) {
+             createWebhookEndpoint(input: $input) { endpoint { id } errors { code } } }""",
+        input={"url": dead, "eventTypes": ["payment.completed"]},
+    )
+    endpoint_id = created["createWebhookEndpoint"]["endpoint"]["id"]
+    try:
+        payment = await paid(alice, lines=[("MUG-WHT", 1)])
+        # when an admin opens it
+        await open_dashboard(tab, server)
+        await tab.locator(f"tr[data-payment-id='{payment['id']}']").click()
+        detail = tab.locator("#detail")
+        # then its panel lists the webhook, not delivered yet, with why
+        await detail.get_by_text("Notifications (1)").wait_for()
+        item = detail.locator("ol.notifications li").first
+        await item.get_by_text(f"to {dead}").wait_for()
+        await item.locator(".badge.PENDING").wait_for()
+        assert "payment.completed" in await item.inner_text()
+    finally:
+        await admin(
+            "mutation ($id: ID!) { deleteWebhookEndpoint(id: $id) { deletedId } }",
+            id=endpoint_id,
+        )
     assert not problems, problems
 
 

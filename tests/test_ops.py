@@ -23,6 +23,7 @@ from support import (
 )
 
 from models.tables import Payment
+from payql.app import orm_context
 from payql.ops import MAX_OPERATIONS, Metrics
 from resolvers.live import Hub
 
@@ -193,7 +194,8 @@ async def test_readyz_says_503_when_the_database_does_not_answer(
     server: LiveServer, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given a database that fails every statement (down, or its pool exhausted)
-    connection = Payment._meta.db
+    with orm_context(server.app.state.orm):
+        connection = Payment._meta.db
 
     async def failing(*args: Any, **kwargs: Any) -> Any:
         raise OSError("connection refused")

@@ -50,6 +50,7 @@ const DETAIL = `query DashboardPayment($id: ID!) {
     cardDetails { brand last4 expiryMonth expiryYear }
     refunds { id amount currency status reason failureReason createdAt }
     events { id type fromStatus toStatus source createdAt }
+    notifications { id channel eventType recipient status attempts lastError deliveredAt createdAt }
   }
 }`;
 
@@ -492,6 +493,16 @@ function detailView(p, notice) {
       r.reason ? ` ${r.reason}` : "", r.failureReason ? ` — ${r.failureReason}` : "",
       el("span", { class: "muted" }, ` ${when(r.createdAt)}`)))) :
       el("p", { class: "muted" }, "None."),
+    el("h3", {}, `Notifications (${p.notifications.length})`),
+    p.notifications.length ? el("ol", { class: "notifications" }, p.notifications.map((n) =>
+      el("li", { "data-notification": n.id },
+        `${n.channel === "EMAIL" ? "Email" : "Webhook"} `, el("code", {}, n.eventType),
+        ` to ${n.recipient} `, badge(n.status),
+        el("span", { class: "muted" },
+          ` ${n.attempts} attempt${n.attempts === 1 ? "" : "s"}` +
+          (n.deliveredAt ? ` · delivered ${when(n.deliveredAt)}` : "") +
+          (n.lastError && n.status !== "DELIVERED" ? ` · ${n.lastError}` : ""))))) :
+      el("p", { class: "muted" }, "None sent."),
     el("h3", {}, "Audit trail"),
     el("ol", { class: "events" }, p.events.map((e) => el("li", {},
       el("code", {}, e.type), " ",
