@@ -352,15 +352,20 @@ class SimulatedGateway:
         intent.decline_code = decline_code
         intent.error_message = message
 
-    async def capture(self, transaction_id: str, amount: int, idempotency_key: str) -> ChargeState:
-        self.calls["capture"] += 1
+    async def _answered(self, operation: str, idempotency_key: str) -> ChargeState | None:
+        """A call's way in: counted, on its way, then a scripted answer or the first
+        answer to its idempotency key, if there is one."""
+        self.calls[operation] += 1
         await self._travel()
-        scripted = self._scripted("capture")
+        scripted = self._scripted(operation)
         if isinstance(scripted, ChargeState):
             return scripted
         reply = await self._replayed(idempotency_key)
-        if isinstance(reply, ChargeState):
-            return reply
+        return reply if isinstance(reply, ChargeState) else None
+
+    async def capture(self, transaction_id: str, amount: int, idempotency_key: str) -> ChargeState:
+        if (answered := await self._answered("capture", idempotency_key)) is not None:
+            return answered
         async with self._intent(transaction_id) as intent:
             if intent.status is not S.REQUIRES_CAPTURE:
                 raise GatewayError(
@@ -378,14 +383,8 @@ class SimulatedGateway:
         self, transaction_id: str, manual_capture: bool, idempotency_key: str
     ) -> ChargeState:
         """PayPal's capture (or authorize) of an order its buyer approved."""
-        self.calls["complete"] += 1
-        await self._travel()
-        scripted = self._scripted("complete")
-        if isinstance(scripted, ChargeState):
-            return scripted
-        reply = await self._replayed(idempotency_key)
-        if isinstance(reply, ChargeState):
-            return reply
+        if (answered := await self._answered("complete", idempotency_key)) is not None:
+            return answered
         async with self._intent(transaction_id) as intent:
             if intent.status is S.APPROVED:
                 intent.charge_id = f"ch_sim_{secrets.token_hex(12)}"

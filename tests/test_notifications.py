@@ -467,28 +467,20 @@ async def test_two_dispatchers_at_once_never_send_one_delivery_twice(
     smtp: SmtpServer,
     receiver: Receiver,
     endpoint: dict[str, Any],
+    paused: Any,
 ) -> None:
     # given the server's own dispatcher is paused while ten payments complete
-    dispatcher = shop.app.state.dispatcher
-
-    async def nothing() -> list[Any]:
-        return []
-
-    dispatcher._claim = nothing
+    payments = [await paid(shopper, lines=[("MUG-WHT", 1)]) for _ in range(10)]
+    receiver.delay = 0.05
+    # when three dispatchers deliver them at the same moment
+    mailer = SmtpMailer(f"smtp://127.0.0.1:{smtp.port}")
+    rivals = [Dispatcher(mailer=mailer, batch=4) for _ in range(3)]
     try:
-        payments = [await paid(shopper, lines=[("MUG-WHT", 1)]) for _ in range(10)]
-        receiver.delay = 0.05
-        # when three dispatchers deliver them at the same moment
-        mailer = SmtpMailer(f"smtp://127.0.0.1:{smtp.port}")
-        rivals = [Dispatcher(mailer=mailer, batch=4) for _ in range(3)]
-        try:
-            counts = await shop.on_server_loop(_race(rivals))
-        finally:
-            receiver.delay = 0.0
-            for rival in rivals:
-                await shop.on_server_loop(rival.aclose())
+        counts = await shop.on_server_loop(_race(rivals))
     finally:
-        del dispatcher._claim
+        receiver.delay = 0.0
+        for rival in rivals:
+            await shop.on_server_loop(rival.aclose())
     # then each delivery was made exactly once, by one of them
     ids = {p["id"] for p in payments}
     made = [
@@ -580,22 +572,19 @@ async def test_a_public_address_is_accepted_without_a_lookup() -> None:
 
 
 async def test_a_target_that_turned_private_is_given_up_at_delivery(
-    shopper: Client, shop_admin: Client, shop: LiveServer, endpoint: dict[str, Any]
+    shopper: Client,
+    shop_admin: Client,
+    shop: LiveServer,
+    endpoint: dict[str, Any],
+    paused: Any,
 ) -> None:
     # given an endpoint registered where private addresses were allowed, and a
     # dispatcher that allows none (production)
-    dispatcher = shop.app.state.dispatcher
-
-    async def nothing() -> list[Any]:
-        return []
-
-    dispatcher._claim = nothing
     strict = Dispatcher(mailer=None, allow_private=False)
     try:
         payment = await paid(shopper, lines=[("MUG-WHT", 1)])
         await shop.on_server_loop(strict.drain())
     finally:
-        del dispatcher._claim
         await shop.on_server_loop(strict.aclose())
     [row] = (await shop_admin(DELIVERIES, paymentId=payment["id"]))["webhookDeliveries"]
     assert row["status"] == "FAILED" and "public addresses only" in row["lastError"]
@@ -603,37 +592,28 @@ async def test_a_target_that_turned_private_is_given_up_at_delivery(
 
 
 async def test_payql_dispatch_once_delivers_from_a_process_of_its_own(
-    shopper: Client, shop: LiveServer, smtp: SmtpServer
+    shopper: Client, shop: LiveServer, smtp: SmtpServer, paused: Any
 ) -> None:
     # given the server's own dispatcher is paused, with a receipt waiting
-    dispatcher = shop.app.state.dispatcher
-
-    async def nothing() -> list[Any]:
-        return []
-
-    dispatcher._claim = nothing
-    try:
-        order = await place_order(shopper, ("MUG-WHT", 5))
-        await pay(shopper, order["id"], token="pm_card_visa")
-        # when `payql dispatch --once` runs beside it
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "payql.cli",
-            "dispatch",
-            "--once",
-            env={
-                **os.environ,
-                "PAYQL_DATABASE_URL": shop.settings.database_url,
-                "PAYQL_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
-                "PAYQL_MAIL_FROM": "Acme Shop <payments@shop.example>",
-            },
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-    finally:
-        del dispatcher._claim
+    order = await place_order(shopper, ("MUG-WHT", 5))
+    await pay(shopper, order["id"], token="pm_card_visa")
+    # when `payql dispatch --once` runs beside it
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "payql.cli",
+        "dispatch",
+        "--once",
+        env={
+            **os.environ,
+            "PAYQL_DATABASE_URL": shop.settings.database_url,
+            "PAYQL_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
+            "PAYQL_MAIL_FROM": "Acme Shop <payments@shop.example>",
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
     # then the receipt went out from there
     assert process.returncode == 0, err.decode()
     assert "dispatched:" in out.decode()
