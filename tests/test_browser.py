@@ -404,7 +404,23 @@ async def test_the_demo_checkout_pays_with_paypal_approved_in_its_popup(
     # the simulated PayPal tells payql by webhook; payql captures; the page sees it live
     await tab.get_by_role("heading", name=heading).wait_for()
     if answer == "Approve and pay":
-        assert "paid with PayPal" in await tab.locator("#outcome").inner_text()
+        outcome = await tab.locator("#outcome").inner_text()
+        assert "paid with PayPal" in outcome
+        # and an admin refunds it from the dashboard, in part and then in full
+        found = re.search(r"Payment (pay_\w+)", outcome)
+        assert found is not None
+        payment_id = found.group(1)
+        await open_dashboard(tab, server)
+        row = tab.locator(f"tr[data-payment-id='{payment_id}']")
+        await row.click()
+        detail = tab.locator("#detail")
+        await detail.get_by_label("Refund amount").fill("5")
+        await detail.get_by_role("button", name="Refund").click()
+        await detail.get_by_text("Refunded $5.00.").wait_for()
+        await row.locator(".badge.PARTIALLY_REFUNDED").wait_for()
+        await detail.get_by_role("button", name="Refund").click()
+        await detail.get_by_text("Refunded in full.").wait_for()
+        await row.locator(".badge.REFUNDED").wait_for()
     assert not problems, problems
 
 
