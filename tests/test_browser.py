@@ -421,6 +421,9 @@ async def test_the_demo_checkout_pays_with_paypal_approved_in_its_popup(
         await detail.get_by_role("button", name="Refund").click()
         await detail.get_by_text("Refunded in full.").wait_for()
         await row.locator(".badge.REFUNDED").wait_for()
+        # with nothing left to refund the panel has no refund form (and no trace of one)
+        await detail.get_by_role("button", name="Refund").wait_for(state="detached")
+        assert "false" not in (await detail.inner_text()).split("\n")
     assert not problems, problems
 
 

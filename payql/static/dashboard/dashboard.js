@@ -422,7 +422,8 @@ async function openDetail(id, quietly = false) {
   }
   if (state.selected !== id) return; // another was opened meanwhile
   const notice = panel.querySelector(".notice");
-  panel.replaceChildren(...detailView(payment, notice ? notice.textContent : ""));
+  // Parts that do not apply (no refund form once nothing is refundable) are left out.
+  panel.replaceChildren(...detailView(payment, notice ? notice.textContent : "").filter(Boolean));
 }
 
 function closeButton() {
