@@ -1040,9 +1040,9 @@ class PaymentService:
         request, and a later attempt (another amount, after a refusal) is a new one."""
         gateway = self._gateway_of(payment)
         event_type, data = intent
-        note = _note(event_type, **data)
-        if only_if is not None:
-            note = _note_if(only_if, event_type, **data)  # decided under the row's lock
+        note = (  # only_if is decided under the row's lock
+            _note(event_type, **data) if only_if is None else _note_if(only_if, event_type, **data)
+        )
         noted = await self._apply(payment.id, note, source)
         assert payment.gateway_transaction_id is not None
         if key is None:
