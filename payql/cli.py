@@ -1,5 +1,5 @@
 """The `payql` command: serve, migrate, makemigrations, token, seed-demo, reconcile,
-dispatch."""
+dispatch, schema."""
 
 from __future__ import annotations
 
@@ -235,6 +235,14 @@ def make_migrations(name: str, engine: str | None) -> None:
     print(f"{engine}: wrote {made}" if made else f"{engine}: no changes")
 
 
+def print_schema() -> None:
+    """The SDL of the schema `payql serve` serves (development's: production serves the
+    same types, only without introspection)."""
+    from schema.schema import schema
+
+    print(schema.as_str())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="payql", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -273,7 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     make_cmd.add_argument("name", help="a short name, e.g. add_client_ip")
     make_cmd.add_argument("--engine", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
+    commands.add_parser(
+        "schema", help="print the served schema as SDL (codegen: payql schema > schema.graphql)"
+    )
     args = parser.parse_args(argv)
+    if args.command == "schema":  # the code's own schema: no settings needed
+        print_schema()
+        return 0
 
     try:
         settings = Settings.from_env()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from graphql import (
     SelectionSetNode,
     get_named_type,
     get_nullable_type,
+    parse,
     value_from_ast_untyped,
 )
 from graphql.execution.values import VariableValues, get_variable_values
@@ -43,6 +45,7 @@ from strawberry.types.field import StrawberryField
 from models.carddata import find_pan, find_string
 from models.commands import Outcome
 from models.errors import DomainError, ErrorCode, PublicError
+from schema import introspection
 
 log = logging.getLogger("payql.graphql")
 
@@ -155,6 +158,10 @@ class _Size:
     depth: int  # the deepest field nesting
     aliases: int  # aliases, with every fragment spread expanded
     cost: int  # estimated work, for one object of the parent type
+    # Introspection (`__schema`, `__type` and everything under them), measured apart:
+    # its nesting and its cost, by this schema's own counts (schema/introspection.py).
+    meta_depth: int = 0
+    meta_cost: int = 0
 
 
 class DocumentLimits(SchemaExtension):
@@ -169,9 +176,13 @@ class DocumentLimits(SchemaExtension):
 
     Cost: each field costs one per object it is resolved on; a field with `first`
     multiplies what is under it by `first`, any other list by LIST_ESTIMATE (the
-    items of a page are already counted by the page's `first`). Introspection
-    fields (`__schema`, `__type`) count for cost but not for depth, as GraphiQL's
-    own introspection query is deep."""
+    items of a page are already counted by the page's `first`).
+
+    Introspection (`__schema`, `__type` and what is under them) is bounded by the
+    schema, not the data: it counts for neither the depth nor the cost, but is judged
+    on its own nesting and on a cost from the schema's own counts, against a budget of
+    twice the standard introspection query (schema/introspection.py). So GraphiQL's and
+    every codegen tool's query passes, and a pile or a tower of them does not."""
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -217,16 +228,34 @@ class DocumentLimits(SchemaExtension):
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
         meter = _Meter(schema, fragments, variables)
-        verdict = self.judge(meter.selections(operation.selection_set, root))
+        size = meter.selections(operation.selection_set, root)
+        verdict = self.judge(size, introspection_budget(schema) if size.meta_cost else 0)
         if not meter.read_variables:
             _VERDICTS[key] = (document, verdict)
             while len(_VERDICTS) > VERDICTS_KEPT:
                 _VERDICTS.pop(next(iter(_VERDICTS)))
         return _limit_error(*verdict) if verdict else None
 
-    def judge(self, size: _Size) -> tuple[str, str, dict[str, Any]] | None:
-        """Why an operation of this size is refused (message, code, extensions)."""
+    def judge(self, size: _Size, budget: int) -> tuple[str, str, dict[str, Any]] | None:
+        """Why an operation of this size is refused (message, code, extensions);
+        `budget`: what its introspection may cost."""
         limits = self.limits
+        if size.meta_depth > introspection.MAX_DEPTH:
+            return (
+                f"this operation's introspection is {size.meta_depth} fields deep; at most "
+                f"{introspection.MAX_DEPTH} is allowed (the standard introspection queries "
+                "nest about 15)",
+                "QUERY_TOO_DEEP",
+                {},
+            )
+        if size.meta_cost > budget:
+            return (
+                f"this operation's introspection is too expensive: its estimated cost is "
+                f"{size.meta_cost}, and at most {budget} (twice the full introspection "
+                "query) is allowed; introspect the schema once",
+                "QUERY_TOO_COMPLEX",
+                {"cost": size.meta_cost},
+            )
         if size.depth > limits.max_depth:
             return (
                 f"this operation is {size.depth} fields deep; at most {limits.max_depth} "
@@ -263,8 +292,28 @@ def _limit_error(message: str, code: str, extensions: dict[str, Any]) -> GraphQL
     return GraphQLError(message, extensions={"code": code, **extensions})
 
 
-# Introspection's entry points live on no type: measured like any other field.
+# Introspection's entry points live on no type.
 META_FIELDS = {"__schema": SchemaMetaFieldDef, "__type": TypeMetaFieldDef}
+
+_BUDGETS: weakref.WeakKeyDictionary[GraphQLSchema, int] = weakref.WeakKeyDictionary()
+
+
+def introspection_budget(schema: GraphQLSchema) -> int:
+    """What one operation's introspection may cost on this schema: BUDGET_FACTOR times
+    the full standard query, as the meter measures it (worked out once per schema)."""
+    budget = _BUDGETS.get(schema)
+    if budget is None:
+        document = parse(introspection.STANDARD)
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        operation = document.definitions[0]
+        assert isinstance(operation, OperationDefinitionNode) and schema.query_type
+        size = _Meter(schema, fragments, dict).selections(
+            operation.selection_set, schema.query_type
+        )
+        budget = _BUDGETS[schema] = introspection.BUDGET_FACTOR * size.meta_cost
+    return budget
 
 
 class _Meter:
@@ -280,13 +329,14 @@ class _Meter:
         self.variables: dict[str, Any] | None = None  # coerced when first needed
         self.read_variables = False  # whether the size depends on them
         self.memo: dict[tuple[str, str, bool], _Size] = {}
+        self._estimates: dict[tuple[str, str], int] | None = None  # made when first needed
 
     def selections(
         self, node: SelectionSetNode, parent: GraphQLNamedType, paged: bool = False
     ) -> _Size:
         """The size of a selection set on one object of type `parent`; `paged`: the
         parent is a page whose `first` already counted its items."""
-        depth = aliases = cost = 0
+        depth = aliases = cost = meta_depth = meta_cost = 0
         for selection in node.selections:
             if isinstance(selection, FieldNode):
                 size = self.field(selection, parent, paged)
@@ -301,7 +351,9 @@ class _Meter:
             depth = max(depth, size.depth)
             aliases += size.aliases
             cost += size.cost
-        return _Size(depth, aliases, cost)
+            meta_depth = max(meta_depth, size.meta_depth)
+            meta_cost += size.meta_cost
+        return _Size(depth, aliases, cost, meta_depth, meta_cost)
 
     def spread(self, name: str, parent: GraphQLNamedType, paged: bool) -> _Size:
         key = (name, parent.name, paged)
@@ -316,14 +368,16 @@ class _Meter:
 
     def field(self, node: FieldNode, parent: GraphQLNamedType, paged: bool) -> _Size:
         alias = 1 if node.alias else 0
-        introspection = node.name.value.startswith("__")
-        definition = META_FIELDS.get(node.name.value) or (
-            parent.fields.get(node.name.value)
+        name = node.name.value
+        definition = META_FIELDS.get(name) or (
+            parent.fields.get(name)
             if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType)
             else None
         )
+        if name in META_FIELDS or parent.name.startswith("__"):
+            return self.meta_field(node, parent, definition, alias)
         if node.selection_set is None or definition is None:
-            return _Size(0 if introspection else 1, alias, 1)
+            return _Size(0 if name == "__typename" else 1, alias, 1)
         times, page = 1, False
         first = self._argument(node, "first", definition.args.get("first"))
         if isinstance(first, int) and first > 0:
@@ -331,8 +385,27 @@ class _Meter:
         elif isinstance(get_nullable_type(definition.type), GraphQLList) and not paged:
             times = LIST_ESTIMATE
         inner = self.selections(node.selection_set, get_named_type(definition.type), page)
-        depth = inner.depth if introspection else 1 + inner.depth
-        return _Size(depth, alias + inner.aliases, 1 + times * inner.cost)
+        return _Size(
+            1 + inner.depth,
+            alias + inner.aliases,
+            1 + times * inner.cost,
+            inner.meta_depth,
+            times * inner.meta_cost,
+        )
+
+    def meta_field(
+        self, node: FieldNode, parent: GraphQLNamedType, definition: Any, alias: int
+    ) -> _Size:
+        """A field of introspection: its lists count as many items as the schema holds."""
+        if node.selection_set is None or definition is None:
+            return _Size(0, alias, 0, 1, 1)
+        times = 1
+        if isinstance(get_nullable_type(definition.type), GraphQLList):
+            if self._estimates is None:
+                self._estimates = introspection.list_estimates(self.schema)
+            times = self._estimates.get((parent.name, node.name.value), 1)
+        inner = self.selections(node.selection_set, get_named_type(definition.type))
+        return _Size(0, alias + inner.aliases, 0, 1 + inner.meta_depth, 1 + times * inner.meta_cost)
 
     def _argument(self, node: FieldNode, name: str, definition: Any) -> Any:
         for argument in node.arguments or ():

@@ -138,6 +138,44 @@ async def test_graphiql_runs_a_query_offline_with_its_own_assets(
     assert not problems, problems
 
 
+async def test_graphiql_documents_the_schema_and_completes_fields(
+    server: LiveServer, page: tuple[Any, Problems]
+) -> None:
+    tab, problems = page
+    introspected: list[Any] = []
+    tab.on(
+        "response",
+        lambda r: "IntrospectionQuery" in (r.request.post_data or "") and introspected.append(r),
+    )
+    # given GraphiQL opened in development with a customer's token
+    token = server.token("cus_alice", email="alice@example.com")
+    await tab.goto(graphiql_url(server, token, PRODUCTS))
+    # when its documentation explorer is opened and Payment chosen
+    await tab.get_by_label("Show Documentation Explorer").click()
+    explorer = tab.locator(".graphiql-doc-explorer")
+    await explorer.get_by_role("link", name="Payment", exact=True).click()
+    # then the docs pane shows Payment and its fields, with their types
+    await explorer.locator(".graphiql-doc-explorer-title", has_text="Payment").wait_for()
+    for name in ("refundedAmount", "clientSecret", "events"):
+        await explorer.locator(".graphiql-doc-explorer-field-name", has_text=name).first.wait_for()
+    ARTIFACTS.mkdir(exist_ok=True)
+    await tab.screenshot(path=str(ARTIFACTS / "graphiql-docs-payment.png"))
+    assert "Error fetching schema" not in await tab.content()
+    # and its own introspection query was answered (no limit refused it)
+    assert introspected and introspected[0].status == 200
+    assert "errors" not in await introspected[0].json()
+    # when a query is typed in the editor
+    editor = tab.locator(".graphiql-query-editor .CodeMirror")
+    await editor.click()
+    await tab.keyboard.press("Control+A")
+    await tab.keyboard.type("{ paym")
+    # then autocompletion offers the schema's fields
+    hints = tab.locator(".CodeMirror-hints")
+    await hints.get_by_text("payments", exact=True).wait_for()
+    assert "paymentsByOrder" in await hints.inner_text()
+    assert not problems, problems
+
+
 async def test_graphiql_shows_a_subscription_live(
     server: LiveServer,
     admin: Client,

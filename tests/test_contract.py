@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from graphql import build_schema, find_breaking_changes
+from graphql import (
+    GraphQLSchema,
+    build_client_schema,
+    build_schema,
+    find_breaking_changes,
+    get_introspection_query,
+    lexicographic_sort_schema,
+    print_schema,
+)
+from support import Client
+from test_introspection import EVERY_OPTION
 
 from schema.schema import schema
 
@@ -27,3 +40,25 @@ def test_contract_copy_matches_the_shared_contract_when_present() -> None:
     if not shared.exists():
         pytest.skip("no ../shared beside this clone: only the repo's own copy is checked")
     assert CONTRACT.read_text() == shared.read_text()
+
+
+async def test_payql_schema_prints_the_schema_the_server_serves(alice: Client) -> None:
+    # given the SDL that `payql schema` prints (what codegen tools are pointed at)
+    printed = subprocess.run(  # noqa: ASYNC221 (a short command, before anything else)
+        [sys.executable, "-m", "payql.cli", "schema"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PAYQL_ENV": "production"},  # no settings needed, none read
+    ).stdout
+    # when the running server is introspected
+    body = await alice.post(get_introspection_query(**EVERY_OPTION))
+    assert body.get("errors") is None, body["errors"]
+    served = build_client_schema(body["data"])
+
+    # then both are the same schema, descriptions and deprecations included
+    def sdl(built: GraphQLSchema) -> str:
+        return print_schema(lexicographic_sort_schema(built))
+
+    assert sdl(build_schema(printed)) == sdl(served)
+    assert find_breaking_changes(build_schema(CONTRACT.read_text()), served) == []
