@@ -20,7 +20,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult as StrawberryResult
@@ -36,6 +35,7 @@ from models.commands import AttemptLimits, PaymentService, ensure_counters
 from models.dispatcher import Dispatcher, MailboxMailer, Mailer, SmtpMailer
 from models.outbox import Outbox
 from payql import pages
+from payql.graphql_http import GraphQLOverHTTP
 from payql.logs import install_redaction
 from payql.ops import Metrics, healthz, readyz
 from payql.security import BodyLimit, RequestLog, SecurityHeaders, WebsocketGuard, client_ip
@@ -133,8 +133,9 @@ class OrmContext:
             await self.app(scope, receive, send)
 
 
-class PayqlGraphQL(GraphQL[Context, None]):
-    """Strawberry's ASGI view, with our context and token checks."""
+class PayqlGraphQL(GraphQLOverHTTP[Context, None]):
+    """Strawberry's ASGI view, answering as GraphQL over HTTP says (media types and
+    status codes: payql/graphql_http.py), with our context and token checks."""
 
     def __init__(self, settings: Settings, service: PaymentService, hub: Hub) -> None:
         limits = Limits(
@@ -152,7 +153,7 @@ class PayqlGraphQL(GraphQL[Context, None]):
             # would dodge the websocket limits.
             subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
             # CSRF: queries only by GET; POST only as JSON (a form can't send that);
-            # no multipart. Strawberry refuses mutations over GET.
+            # no multipart. Mutations over GET are refused (405).
             allow_queries_via_get=True,
             multipart_uploads_enabled=False,
             # A browser's websocket must come from our own origin or an allowed one
@@ -227,7 +228,12 @@ class PayqlGraphQL(GraphQL[Context, None]):
         except AuthError as exc:
             context.auth_error = str(exc)
             if isinstance(response, Response):
+                # 401 whichever media type answers (the refusal comes before GraphQL).
                 response.status_code = 401
+                challenge = 'Bearer realm="payql"'
+                if "authorization" in request.headers:
+                    challenge += ', error="invalid_token"'
+                response.headers["www-authenticate"] = challenge
         return context
 
     async def on_ws_connect(self, context: Context) -> None:
