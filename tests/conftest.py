@@ -7,7 +7,9 @@ PAYQL_TEST_DATABASE_URL is not set.
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -36,6 +38,7 @@ from support import (
 from models.commands import utcnow
 
 BACKENDS = ["sqlite", "postgres"]
+NODE = Path(__file__).resolve().parent / "node"
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -68,6 +71,30 @@ def paypal() -> Iterator[FakePayPal]:
         yield fake
     finally:
         fake.stop()
+
+
+@pytest.fixture(scope="session")
+def node_scripts() -> Path:
+    """tests/node, its npm packages (graphql-js, graphql-http) installed by `npm ci`
+    from the lock file when they are missing or not the locked version."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("needs node and npm (tests/node runs graphql-js and graphql-http)")
+    lock = json.loads((NODE / "package-lock.json").read_text())
+    for package in ("graphql", "graphql-http"):
+        locked = lock["packages"][f"node_modules/{package}"]["version"]
+        installed = NODE / "node_modules" / package / "package.json"
+        if not installed.exists() or json.loads(installed.read_text())["version"] != locked:
+            done = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--prefer-offline"],
+                cwd=NODE,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert done.returncode == 0, f"npm ci failed in {NODE}:\n{done.stderr}"
+            break
+    return NODE
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,6 @@ PRODUCTS_AND_A_BAD_ID = '{ products { sku } payment(id: "pay_\\u0000") { id } }'
 _DEEP = ["orders", "items"] + ["payments", "order"] * 5  # 12 deep; 10 is allowed
 TOO_DEEP = "{ " + " { ".join(_DEEP) + " { id }" + " }" * len(_DEEP)
 SUBSCRIPTION = "subscription { paymentStatusChanged { status } }"
-NODE = Path(__file__).resolve().parent / "node"
 
 
 async def post(client: Client, body: Any, accept: str | None, **headers: str) -> httpx.Response:
@@ -303,34 +301,12 @@ async def test_an_unauthenticated_request_is_401_in_either_type(
 # -- the GraphQL Foundation's audit ----------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def audit_script() -> Path:
-    """tests/node/audit.mjs, its npm packages installed (`npm ci`, from the lock file)
-    when they are missing or not the locked version."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("the GraphQL-over-HTTP audit needs node and npm (it runs graphql-http)")
-    lock = json.loads((NODE / "package-lock.json").read_text())
-    locked = lock["packages"]["node_modules/graphql-http"]["version"]
-    installed = NODE / "node_modules" / "graphql-http" / "package.json"
-    if not installed.exists() or json.loads(installed.read_text())["version"] != locked:
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--prefer-offline"],
-            cwd=NODE,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, f"npm ci failed in {NODE}:\n{done.stderr}"
-    return NODE / "audit.mjs"
-
-
-def test_the_graphql_over_http_audit_passes_in_full(server: LiveServer, audit_script: Path) -> None:
+def test_the_graphql_over_http_audit_passes_in_full(server: LiveServer, node_scripts: Path) -> None:
     # given the Foundation's audit suite, its requests carrying an admin's token
     token = server.token("audit", role="admin")
     # when it audits the real server
     done = subprocess.run(
-        ["node", str(audit_script), f"{server.url}/graphql"],
+        ["node", str(node_scripts / "audit.mjs"), f"{server.url}/graphql"],
         env={**os.environ, "PAYQL_AUDIT_TOKEN": token},
         capture_output=True,
         text=True,

@@ -9,6 +9,9 @@ outright (tests/test_production.py).
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,6 +63,27 @@ async def test_the_standard_introspection_query_passes(
     assert payment is not None and "refundedAmount" in payment.fields  # type: ignore[attr-defined]
     assert built.subscription_type is not None
     assert "paymentStatusChanged" in built.subscription_type.fields
+
+
+async def test_graphql_js_introspection_queries_pass(alice: Client, node_scripts: Path) -> None:
+    # given graphql-js's own getIntrospectionQuery(), plain and with every option on
+    done = subprocess.run(  # noqa: ASYNC221 (a short script, before the requests)
+        ["node", str(node_scripts / "introspection.mjs")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    printed = json.loads(done.stdout)
+    assert printed["version"].startswith("16.")
+    for name, query in printed["queries"].items():
+        # when each is sent
+        body = await alice.post(query)
+        # then the schema comes back whole
+        assert body.get("errors") is None, (name, messages(body))
+        built = build_client_schema(body["data"])
+        assert built.get_type("Payment") is not None, name
+    assert "isOneOf" in printed["queries"]["every-option"]
 
 
 async def test_two_introspections_in_one_operation_pass_and_three_do_not(alice: Client) -> None:
