@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -44,9 +45,12 @@ from support import (
     wait_until_healthy,
 )
 
+from gateways.base import GatewayError
+from models import spans as spans_module
+from models.carddata import contains_pan
 from payql.logs import JSONFormatter
 from payql.settings import DEV_JWT_SECRET, Settings, SettingsError
-from payql.tracing import TraceRequests, Tracing
+from payql.tracing import TraceRequests, Tracing, pan_free_ids
 from resolvers.auth import mint_token
 from schema.tracing import TraceOperation
 
@@ -309,6 +313,34 @@ async def test_a_declined_charge_and_a_refused_write_are_marked_on_their_spans(
     # then the gateway's span has its answer
     charge = one(await request_spans(spans, response), "payql.gateway charge")
     assert attribute(charge, "payql.gateway.status") == "failed"
+
+
+async def test_a_gateway_failure_marks_its_span_by_type_never_by_its_words(
+    traced: LiveServer, http: httpx.AsyncClient, spans: InMemorySpanExporter, alice_token: str
+) -> None:
+    # given a gateway that will refuse the next charge, quoting the token
+    order_id = await order_for(http, traced, alice_token)
+    traced.simulated.inject("charge", GatewayError("No such PaymentMethod: 'pm_card_visa'"))
+    # when Alice pays
+    response = await post(
+        http,
+        traced,
+        alice_token,
+        PAY,
+        input={"orderId": order_id, "paymentMethod": "CREDIT_CARD", "token": "pm_card_visa"},
+    )
+    assert response.json()["data"]["processPayment"]["errors"][0]["code"] == "GATEWAY_ERROR"
+    # then the gateway's span failed, saying with what, not what the gateway said
+    found = await request_spans(spans, response)
+    charge = one(found, "payql.gateway charge")
+    assert charge.status.status_code is StatusCode.ERROR
+    assert charge.status.description == "GatewayError"
+    assert attribute(charge, "error.type") == "GatewayError"
+    assert charge.events == ()
+    # and the outcome was still applied, under the operation
+    [apply] = named(found, "payql.apply")
+    assert parent_of(apply) == parent_of(charge)
+    assert "pm_card_visa" not in json.dumps([json.loads(s.to_json()) for s in found])
 
 
 # -- webhooks --------------------------------------------------------------------------
@@ -597,6 +629,52 @@ async def test_no_card_number_token_secret_or_email_is_in_any_span(
     ):
         assert secret not in text, secret
     assert "@" not in text
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "pm_card_visa",
+        "tok_visa",
+        "Bearer abc.def",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.sig",
+        "sk_live_51Habc",
+        "whsec_abc",
+        "pi_3Nabc_secret_XYZ",
+        "ada@example.com",
+        "4242 4242 4242 4242",
+        4242424242424242,
+        ["pay_1", "tok_visa"],
+        {"a": "dict"},
+    ],
+)
+def test_an_attribute_that_would_hold_a_secret_is_dropped(value: Any) -> None:
+    assert spans_module.clean({"payql.x": value}) == {}
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["pay_x7f3k2", "succeeded", "mutation processPayment", "payment_intent.succeeded", 13, 1.5],
+)
+def test_names_and_ids_payql_chose_are_kept(value: Any) -> None:
+    assert spans_module.clean({"payql.x": value}) == {"payql.x": value}
+
+
+def test_trace_and_span_ids_never_look_like_a_card_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a random source whose first ids each hold a card number in their hex
+    card_like = [int("abcd4242424242424242abcdefabcdef", 16), int("4242424242424242", 16)]
+    clean = [int("a" * 32, 16), int("b" * 16, 16)]
+    drawn = iter([card_like[0], clean[0], card_like[1], clean[1]])
+    monkeypatch.setattr(random, "getrandbits", lambda bits: next(drawn))
+    assert contains_pan(format_trace_id(card_like[0]))
+    assert contains_pan(format_span_id(card_like[1]))
+    ids = pan_free_ids()
+    # when a trace id and a span id are made
+    # then the card-like ones are drawn again
+    assert ids.generate_trace_id() == clean[0]
+    assert ids.generate_span_id() == clean[1]
 
 
 # -- off unless asked for --------------------------------------------------------------
