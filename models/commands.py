@@ -57,6 +57,7 @@ from models.rules import (
     RefundStatus,
     Reported,
 )
+from models.spans import span
 from models.tables import (
     Counter,
     Dispute,
@@ -631,7 +632,10 @@ class PaymentService:
         # Phase 1: record the intent.
         payment_id = new_id("pay")
         try:
-            async with in_transaction() as conn:
+            async with (
+                span("payql.phase1 record", {"payql.payment.id": payment_id}),
+                in_transaction() as conn,
+            ):
                 record = None
                 if key is not None:
                     record = await IdempotencyKey.create(
@@ -1208,7 +1212,13 @@ class PaymentService:
         """
         for _attempt in range(5):
             try:
-                async with in_transaction() as conn:
+                async with (
+                    span(
+                        "payql.apply",
+                        {"payql.payment.id": payment_id, "payql.source": source.value},
+                    ),
+                    in_transaction() as conn,
+                ):
                     payment = await Payment.select_for_update().using_db(conn).get(id=payment_id)
                     before = _snapshot(payment)
                     version = payment.version

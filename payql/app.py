@@ -13,6 +13,7 @@ from typing import Any
 
 from cross_web import HTTPException
 from graphql import GraphQLError
+from opentelemetry.trace import TracerProvider
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -40,6 +41,7 @@ from payql.logs import install_redaction
 from payql.ops import Metrics, healthz, readyz
 from payql.security import BodyLimit, RequestLog, SecurityHeaders, WebsocketGuard, client_ip
 from payql.settings import PAYPAL_SANDBOX, Settings, option_setting
+from payql.tracing import TraceRequests, Tracing, trace_gateways
 from resolvers.auth import AuthError, actor_from_header
 from resolvers.broadcast import make_broadcast
 from resolvers.context import Context
@@ -137,7 +139,9 @@ class PayqlGraphQL(GraphQLOverHTTP[Context, None]):
     """Strawberry's ASGI view, answering as GraphQL over HTTP says (media types and
     status codes: payql/graphql_http.py), with our context and token checks."""
 
-    def __init__(self, settings: Settings, service: PaymentService, hub: Hub) -> None:
+    def __init__(
+        self, settings: Settings, service: PaymentService, hub: Hub, tracing: bool = False
+    ) -> None:
         limits = Limits(
             max_depth=settings.max_query_depth,
             max_aliases=settings.max_aliases,
@@ -146,7 +150,7 @@ class PayqlGraphQL(GraphQLOverHTTP[Context, None]):
             production=settings.production,
         )
         super().__init__(
-            build_schema(limits),
+            build_schema(limits, tracing=tracing),
             # Production: no IDE (and the schema refuses introspection).
             graphql_ide=None if settings.production else "graphiql",
             # Only graphql-transport-ws: no subscriptions over HTTP streams, which
@@ -397,15 +401,22 @@ async def sweep(service: PaymentService, every: float) -> None:
         await asyncio.sleep(every)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, tracer_provider: TracerProvider | None = None
+) -> Starlette:
+    """The app. `tracer_provider`: trace with this one (tests give an SDK provider of
+    their own) rather than as the settings say (payql/tracing.py)."""
     settings = settings or Settings.from_env()
+    tracing = Tracing.of(settings, tracer_provider)
     hub = Hub(make_broadcast(settings.broadcast_url))
     service = build_service(settings, hub)
+    if tracing.enabled:
+        trace_gateways(service.gateways)
     simulated = service.gateways.get("simulated")
     dispatcher = build_dispatcher(settings)
     wake = asyncio.Event()  # a commit wrote notifications: deliver them now
     service.outbox.wake = wake.set
-    graphql = PayqlGraphQL(settings, service, hub)
+    graphql = PayqlGraphQL(settings, service, hub, tracing=tracing.enabled)
     # /metrics: open in development; in production only with PAYQL_METRICS_TOKEN.
     metrics = Metrics(
         hub,
@@ -428,6 +439,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     yield
             finally:
                 await Tortoise.close_connections()
+                # The last spans sent (in a thread: an exporter may wait on its collector).
+                await asyncio.to_thread(tracing.close)
 
     @contextlib.asynccontextmanager
     async def _serving(app: Starlette) -> AsyncIterator[None]:
@@ -512,10 +525,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
         Middleware(WebsocketGuard, per_ip=settings.websockets_per_ip),
     ]
+    if tracing.tracer is not None:  # outermost: the request's span holds all of it
+        middleware.insert(0, Middleware(TraceRequests, tracer=tracing.tracer))
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings = settings
     app.state.service = service
     app.state.hub = hub
     app.state.metrics = metrics
     app.state.dispatcher = dispatcher
+    app.state.tracing = tracing
     return app

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from opentelemetry.trace import format_span_id, format_trace_id, get_current_span
+
 from models.carddata import contains_pan, redact_pans
 
 request_id: ContextVar[str | None] = ContextVar("payql_request_id", default=None)
@@ -40,6 +42,19 @@ def redact(text: str) -> str:
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
+def trace_ids() -> dict[str, str]:
+    """The current span's trace and span ids, in hex (32 and 16 digits), when tracing is
+    on and a span is current (payql/tracing.py: every traced request has one); else
+    nothing."""
+    context = get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    return {
+        "trace_id": format_trace_id(context.trace_id),
+        "span_id": format_span_id(context.span_id),
+    }
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -53,7 +68,8 @@ class TextFormatter(logging.Formatter):
 
 
 class JSONFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request_id, extras."""
+    """One JSON object per line: time, level, logger, message, request_id, trace_id and
+    span_id (when tracing), extras."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -65,6 +81,7 @@ class JSONFormatter(logging.Formatter):
         rid = getattr(record, "request_id", None) or request_id.get()
         if rid:
             entry["request_id"] = rid
+        entry.update(trace_ids())
         for key, value in record.__dict__.items():
             if key not in _STANDARD and key not in entry and not key.startswith("_"):
                 entry[key] = value if isinstance(value, int | float | bool | None) else str(value)

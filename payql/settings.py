@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 DEV_JWT_SECRET = "payql-development-secret-change-me"
 DEV_WEBHOOK_SECRET = "whsec_payql_development"
@@ -123,6 +123,12 @@ class Settings:
     # takes PAYQL_GATEWAY_<NAME>_<OPTION> for each option it declares.
     gateways: tuple[str, ...] = ()
     gateway_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Tracing (OpenTelemetry, payql/tracing.py): "off", "otlp" (OTLP over HTTP/protobuf
+    # to the traces endpoint, when OTEL_EXPORTER_OTLP_ENDPOINT is set) or "console"
+    # (PAYQL_OTEL=1 without an endpoint: spans printed on stdout).
+    tracing: str = "off"
+    otel_traces_endpoint: str = ""
+    otel_service_name: str = "payql"
 
     @property
     def production(self) -> bool:
@@ -141,6 +147,7 @@ class Settings:
             name: _int(get(name.upper(), str(getattr(defaults, name))), name.upper())
             for name in LIMITS
         }
+        tracing, traces_endpoint, service_name = _tracing(env, get("OTEL", ""))
         settings = cls(
             database_url=get("DATABASE_URL", defaults.database_url),
             broadcast_url=get("BROADCAST_URL", defaults.broadcast_url),
@@ -194,6 +201,9 @@ class Settings:
                 get("WEBHOOK_ALLOW_PRIVATE", "0" if production else "1"), "WEBHOOK_ALLOW_PRIVATE"
             ),
             metrics_token=get("METRICS_TOKEN", ""),
+            tracing=tracing,
+            otel_traces_endpoint=traces_endpoint,
+            otel_service_name=service_name,
             gateways=tuple(
                 dict.fromkeys(
                     n.strip().lower() for n in get("GATEWAYS", "").split(",") if n.strip()
@@ -261,6 +271,16 @@ class Settings:
             parts = urlsplit(url)
             if url and (parts.scheme not in ("http", "https") or not parts.netloc):
                 raise SettingsError(f"PAYQL_{name} must be an http(s) address, not {url!r}")
+        if self.tracing not in ("off", "otlp", "console"):
+            raise SettingsError("tracing is off, otlp or console")
+        endpoint = urlsplit(self.otel_traces_endpoint)
+        if self.tracing == "otlp" and (
+            endpoint.scheme not in ("http", "https") or not endpoint.netloc
+        ):
+            raise SettingsError(
+                "OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is an "
+                f"http(s) address like http://collector:4318, not {self.otel_traces_endpoint!r}"
+            )
         if self.smtp_url and urlsplit(self.smtp_url).scheme not in ("smtp", "smtps"):
             raise SettingsError("PAYQL_SMTP_URL is smtp://[user:password@]host[:port] or smtps://…")
         smtp = urlsplit(self.smtp_url)
@@ -302,6 +322,29 @@ class Settings:
                 "PAYQL_SIMULATED_WEBHOOK_SECRET must be set to a secret of your own when the "
                 "simulated gateway is on in production (PAYQL_SIMULATED_GATEWAY=1)"
             )
+
+
+def _tracing(env: Mapping[str, str], asked: str) -> tuple[str, str, str]:
+    """Tracing from OpenTelemetry's own variables: on with an OTLP endpoint
+    (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT plus
+    /v1/traces), or with PAYQL_OTEL=1 on the console; PAYQL_OTEL=0 or
+    OTEL_SDK_DISABLED=true turn it off whatever else is set. The service is named by
+    OTEL_SERVICE_NAME, else by service.name in OTEL_RESOURCE_ATTRIBUTES, else payql."""
+    on = _flag(asked, "OTEL") if asked else None
+    traces = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    endpoint = traces or (f"{base.rstrip('/')}/v1/traces" if base else "")
+    disabled = env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+    if on is False or disabled or (on is None and not endpoint):
+        tracing = "off"
+    else:
+        tracing = "otlp" if endpoint else "console"
+    pairs = (
+        p.split("=", 1) for p in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(",") if "=" in p
+    )
+    resource = {unquote(k).strip(): unquote(v).strip() for k, v in pairs}
+    service = env.get("OTEL_SERVICE_NAME", "").strip() or resource.get("service.name", "").strip()
+    return tracing, endpoint if tracing == "otlp" else "", service or "payql"
 
 
 def _flag(value: str, name: str) -> bool:

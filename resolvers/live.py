@@ -18,8 +18,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from opentelemetry.trace import SpanKind
+
 from models.commands import StatusChange
 from models.errors import PublicError
+from models.spans import span
 from models.tables import Payment
 from resolvers.broadcast import CONNECTION_LOST
 
@@ -155,7 +158,15 @@ class Hub:
         self.renders: Shared[Any] = Shared(SHARED_RENDERS)
 
     async def publish(self, change: StatusChange) -> None:
-        await self.broadcast.publish(CHANNEL, change.to_json())
+        attributes = {
+            "messaging.operation.type": "send",
+            "messaging.destination.name": CHANNEL,
+            "payql.payment.id": change.payment_id,
+            "payql.payment.status": change.status.value,
+            "payql.cursor": change.cursor,
+        }
+        async with span("payql.publish", attributes, kind=SpanKind.PRODUCER):
+            await self.broadcast.publish(CHANNEL, change.to_json())
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="payql-live-hub")

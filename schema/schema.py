@@ -33,18 +33,20 @@ from schema.guards import (
 from schema.mutation import Mutation
 from schema.query import Query
 from schema.subscription import Subscription
+from schema.tracing import TraceOperation
 
 log = logging.getLogger("payql.graphql")
 
 
 class PayqlSchema(strawberry.Schema):
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, tracing: bool = False) -> None:
         self.limits = limits
         super().__init__(
             query=Query,
             mutation=Mutation,
             subscription=Subscription,
-            extensions=extensions(limits),
+            # Tracing (on only when asked for): first, so its span holds all the rest.
+            extensions=[TraceOperation, *extensions(limits)] if tracing else extensions(limits),
             config=StrawberryConfig(disable_field_suggestions=limits.production),
             execution_context_class=SharedRenderExecutor,
         )
@@ -104,8 +106,8 @@ def extensions(limits: Limits) -> list[Callable[[], SchemaExtension] | type[Sche
 PRODUCTION_RULES: list[type[ASTValidationRule]] = [NoSchemaIntrospectionCustomRule]
 
 
-def build_schema(limits: Limits | None = None) -> PayqlSchema:
-    return PayqlSchema(limits or Limits())
+def build_schema(limits: Limits | None = None, tracing: bool = False) -> PayqlSchema:
+    return PayqlSchema(limits or Limits(), tracing)
 
 
 schema = build_schema()

@@ -42,9 +42,9 @@ REDIS_URL = os.environ.get("PAYQL_TEST_REDIS_URL", "").strip()
 class LiveServer:
     """payql served by uvicorn in a thread of the test process, over real HTTP."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tracer_provider: Any = None) -> None:
         self.settings = settings
-        self.app = create_app(settings)
+        self.app = create_app(settings, tracer_provider=tracer_provider)
         # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets that
         # say they are TCP; without it every response waits ~40 ms on a delayed ACK.
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -126,8 +126,8 @@ def base_settings(database_url: str) -> Settings:
 
 
 @contextmanager
-def running_server(settings: Settings) -> Iterator[LiveServer]:
-    server = LiveServer(settings).start()
+def running_server(settings: Settings, tracer_provider: Any = None) -> Iterator[LiveServer]:
+    server = LiveServer(settings, tracer_provider).start()
     try:
         yield server
     finally:
