@@ -35,7 +35,7 @@ from models.catalog import seed_catalog
 from models.commands import AttemptLimits, PaymentService, ensure_counters
 from models.dispatcher import Dispatcher, MailboxMailer, Mailer, SmtpMailer
 from models.outbox import Outbox
-from payql import pages
+from payql import pages, trusted
 from payql.logs import install_redaction
 from payql.ops import Metrics, healthz, readyz
 from payql.security import BodyLimit, RequestLog, SecurityHeaders, WebsocketGuard, client_ip
@@ -136,6 +136,8 @@ class OrmContext:
 class PayqlGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view, with our context and token checks."""
 
+    graphql_transport_ws_handler_class = trusted.TrustedTransportWS
+
     def __init__(self, settings: Settings, service: PaymentService, hub: Hub) -> None:
         limits = Limits(
             max_depth=settings.max_query_depth,
@@ -144,8 +146,9 @@ class PayqlGraphQL(GraphQL[Context, None]):
             max_cost=settings.max_query_cost,
             production=settings.production,
         )
+        schema = build_schema(limits, settings.trusted_documents, settings.trusted_documents_only)
         super().__init__(
-            build_schema(limits),
+            schema,
             # Production: no IDE (and the schema refuses introspection).
             graphql_ide=None if settings.production else "graphiql",
             # Only graphql-transport-ws: no subscriptions over HTTP streams, which
@@ -162,6 +165,7 @@ class PayqlGraphQL(GraphQL[Context, None]):
         self.settings = settings
         self.service = service
         self.hub = hub
+        self.trusted = schema.trusted
 
     async def execute_operation(
         self,
@@ -179,6 +183,10 @@ class PayqlGraphQL(GraphQL[Context, None]):
             return StrawberryResult(
                 data=None, errors=[GraphQLError(reason, extensions={"code": "UNAUTHENTICATED"})]
             )
+        # A trusted document named by its id: its text in the request (payql/trusted.py).
+        refused = await trusted.resolve_http(self.trusted, request_adapter, request_data)
+        if refused is not None:
+            return StrawberryResult(data=None, errors=[refused])
         return await super().execute_operation(
             request=request,
             request_adapter=request_adapter,
@@ -201,6 +209,11 @@ class PayqlGraphQL(GraphQL[Context, None]):
                 400, 'the body must be a JSON object: {"query": "…", "variables": {…}}'
             )
         return parsed
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        return super().should_render_graphql_ide(request) and not trusted.names_a_document(
+            request.query_params
+        )
 
     async def render_graphql_ide(self, request: Request) -> Response:
         # payql's own GraphiQL page, its assets served by payql (payql/pages.py).

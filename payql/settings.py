@@ -123,6 +123,11 @@ class Settings:
     # takes PAYQL_GATEWAY_<NAME>_<OPTION> for each option it declares.
     gateways: tuple[str, ...] = ()
     gateway_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Trusted documents: a manifest of sha256 → document (GraphQL Code Generator's
+    # persisted-documents.json), read at start-up; with `trusted_documents_only`, no
+    # free-form query is accepted (schema/trusted.py).
+    trusted_documents: str = ""
+    trusted_documents_only: bool = False
 
     @property
     def production(self) -> bool:
@@ -194,6 +199,10 @@ class Settings:
                 get("WEBHOOK_ALLOW_PRIVATE", "0" if production else "1"), "WEBHOOK_ALLOW_PRIVATE"
             ),
             metrics_token=get("METRICS_TOKEN", ""),
+            trusted_documents=get("TRUSTED_DOCUMENTS", ""),
+            trusted_documents_only=_flag(
+                get("TRUSTED_DOCUMENTS_ONLY", "0"), "TRUSTED_DOCUMENTS_ONLY"
+            ),
             gateways=tuple(
                 dict.fromkeys(
                     n.strip().lower() for n in get("GATEWAYS", "").split(",") if n.strip()
@@ -287,6 +296,11 @@ class Settings:
             raise SettingsError(
                 "PAYQL_PAYPAL_WEBHOOK_ID is required in production: without it no PayPal "
                 "webhook can be verified"
+            )
+        if self.trusted_documents_only and not self.trusted_documents:
+            raise SettingsError(
+                "PAYQL_TRUSTED_DOCUMENTS_ONLY needs PAYQL_TRUSTED_DOCUMENTS (the manifest): "
+                "without it no request could be served"
             )
         if self.production and self.stripe_secret_key and not self.stripe_webhook_secret:
             raise SettingsError(
