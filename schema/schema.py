@@ -62,7 +62,8 @@ class PayqlSchema(strawberry.Schema):
         exactly this step (private, hence the pinned minor version): were it renamed,
         trusted documents would take the ordinary path, and
         tests/test_trusted_documents.py would fail."""
-        trusted = self.trusted.by_text.get(context.query) if context.query else None
+        by_text = self.trusted.by_text
+        trusted = by_text.get(context.query) if by_text and context.query else None
         if trusted is None:
             return await super()._prepare_operation_async(context, extensions_runner)
         return self.trusted.prepare(context, trusted, self.limits)
