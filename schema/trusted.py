@@ -298,7 +298,7 @@ def _prepare(
         hint = (
             ": that is a sha1 hash; set persistedDocuments: {hashAlgorithm: 'sha256'} in the "
             "client preset's config"
-            if re.fullmatch(r"[0-9a-f]{40}", digest)
+            if re.fullmatch(r"[0-9a-f]{40}", digest.removeprefix("sha1:"))
             else ""
         )
         raise refuse(f"is not a sha256 hash (64 hex digits){hint}")

@@ -22,10 +22,12 @@ from payql.settings import Settings, SettingsError
 from schema.guards import DocumentLimits
 
 PAYMENT_STATUS = "query TrustedPaymentStatus($id: ID!) { paymentStatus(id: $id) }"
-# Sent only by id, never as a query, by the test that proves it is never parsed again.
-PAYMENT_READ = """query TrustedPaymentRead($id: ID!) {
-  payment(id: $id) { id status amount currency }
-}"""
+# Sent only by id, never as a query, by the test that proves it is never parsed again;
+# printed on one line with its fragment first, as GraphQL Code Generator writes it.
+PAYMENT_READ = (
+    "fragment PaymentFields on Payment { amount currency id status } "
+    "query TrustedPaymentRead($id: ID!) { payment(id: $id) { ...PaymentFields } }"
+)
 # Its cost depends on $n: measured per request (limits below: at most 5000).
 ORDER_HISTORY = """query TrustedOrderHistory($n: Int!) {
   orders(first: $n) { items { id payments { id events { id } } } }
@@ -50,9 +52,11 @@ def write_manifest(path: Path, content: Any) -> str:
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """What GraphQL Code Generator's client preset writes: sha256 → document."""
+    """What GraphQL Code Generator's client preset writes: "sha256:<hash>" → document
+    (older versions of it write the bare hash: the start-up tests use those)."""
     folder = tmp_path_factory.mktemp("manifest")
-    return write_manifest(folder / "persisted-documents.json", {sha256(d): d for d in DOCUMENTS})
+    manifest = {f"sha256:{sha256(d)}": d for d in DOCUMENTS}
+    return write_manifest(folder / "persisted-documents.json", manifest)
 
 
 @pytest.fixture(scope="module")
@@ -432,6 +436,7 @@ VALID = "query Valid { products { sku } }"
         ({sha256(VALID): 42}, f"the entry '{sha256(VALID)}' must map to the document's text"),
         ({sha256(VALID + " "): VALID}, "is not the sha256 of its document"),
         ({hashlib.sha1(VALID.encode()).hexdigest(): VALID}, "hashAlgorithm: 'sha256'"),
+        ({f"sha1:{hashlib.sha1(VALID.encode()).hexdigest()}": VALID}, "that is a sha1 hash"),
         ({sha256("query {"): "query {"}, "does not parse: Syntax Error"),
         (
             {sha256("{ products { price { x } } }"): "{ products { price { x } } }"},
