@@ -35,7 +35,10 @@ async def document_id(request: AsyncHTTPRequestAdapter) -> Any:
     body = await request.get_body()  # read once already: Starlette keeps it
     if _KEY not in body:  # almost every free query: no second decode
         return None
-    data = json.loads(body)
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # Strawberry has refused such a body already
+        return None
     return data.get("documentId") if isinstance(data, dict) else None
 
 
