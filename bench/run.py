@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from graphql import parse, print_ast
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -46,6 +47,8 @@ from resolvers.auth import mint_token  # noqa: E402
 
 JWT_SECRET = secrets.token_hex(32)
 WEBHOOK_SECRET = "whsec_bench_" + secrets.token_hex(8)
+# The trusted documents' manifest every benchmark server is given (see read_trusted).
+MANIFEST = Path(tempfile.gettempdir()) / f"payql-bench-manifest-{os.getpid()}.json"
 POSTGRES_URL = os.environ.get("PAYQL_TEST_DATABASE_URL", "").strip()
 
 
@@ -56,6 +59,12 @@ class Options:
 
 
 # -- the server --------------------------------------------------------------------------
+
+
+def write_manifest() -> Path:
+    text = TRUSTED_READ
+    MANIFEST.write_text(json.dumps({hashlib.sha256(text.encode()).hexdigest(): text}))
+    return MANIFEST
 
 
 def free_port() -> int:
@@ -90,6 +99,7 @@ def server(
         "PAYQL_SIMULATED_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "PAYQL_SIMULATED_LATENCY_MS": str(latency_ms),
         "PAYQL_RECONCILE_EVERY_S": "0",
+        "PAYQL_TRUSTED_DOCUMENTS": str(write_manifest()),
         "PAYQL_FAILED_PAYMENTS_PER_CUSTOMER": "0",
         "PAYQL_FAILED_PAYMENTS_PER_IP": "0",
         "PAYQL_WEBSOCKETS_PER_IP": "100000",
@@ -147,6 +157,7 @@ def server(
         else:
             process.terminate()
         process.wait(30)
+        MANIFEST.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -208,6 +219,9 @@ READ_PAYMENT = """query ($id: ID!) { payment(id: $id) {
   id status amount currency capturedAmount refundedAmount createdAt } }"""
 WATCH_ALL = "subscription { paymentStatusChanged { cursor status payment { id status amount } } }"
 WATCH_ONE = "subscription ($id: ID) { paymentStatusChanged(paymentId: $id) { status } }"
+# The read as GraphQL Code Generator writes it into its manifest: printed, so its text is
+# not READ_PAYMENT's, and scenario 1 (the plain read) never takes the trusted path.
+TRUSTED_READ = print_ast(parse(READ_PAYMENT))
 NESTED = """query ($n: Int!) { orders(first: $n) { items {
   payments { refunds { id amount status } events { id type } } } } }"""
 
@@ -371,6 +385,53 @@ async def read_overhead(srv: Server, opt: Options) -> dict[str, Any]:
         f"{base.p99_ms} ms): ratio {ratio:.2f} (target >= 0.8) -> {'met' if met else 'NOT met'}"
     )
     return {"ours": ours.summary(), "bare": base.summary(), "ratio": round(ratio, 2), "met": met}
+
+
+async def read_trusted(srv: Server, opt: Options) -> dict[str, Any]:
+    """1b. The same read as a trusted document ({"documentId": "sha256:…"}): parsed,
+    validated and measured at start-up, so each request is only run. Measured beside
+    the plain read and the bare route, in the same run."""
+    async with client(srv.url) as http:
+        api = API(http, token("cus_reader"))
+        payment = await paid(api)
+        variables = {"id": payment["id"]}
+        plain = json.dumps({"query": READ_PAYMENT, "variables": variables})
+        digest = hashlib.sha256(TRUSTED_READ.encode()).hexdigest()
+        trusted = json.dumps({"documentId": f"sha256:{digest}", "variables": variables})
+        headers = {**api.headers, "Content-Type": "application/json"}
+        answers = [
+            (await http.post("/graphql", content=body, headers=headers)).json()
+            for body in (plain, trusted)
+        ]
+        if answers[0] != answers[1] or "errors" in answers[1]:
+            raise RuntimeError(f"the trusted read differs from the plain one: {answers}")
+    if shutil.which("wrk") is None:
+        print("  trusted read: skipped: it needs wrk (Debian: apt-get install wrk)")
+        return {"skipped": "wrk is not installed"}
+    bare_url = f"{srv.url}/bare/payment/{payment['id']}"
+    for body in (trusted, plain):  # warm all three
+        wrk(f"{srv.url}/graphql", 1, 4, headers, body)
+    wrk(bare_url, 1, 4, headers)
+    ours = wrk(f"{srv.url}/graphql", opt.seconds, 16, headers, trusted)
+    free = wrk(f"{srv.url}/graphql", opt.seconds, 16, headers, plain)
+    base = wrk(bare_url, opt.seconds, 16, headers)
+    ratio = ours.per_second / base.per_second
+    met = ratio >= 0.8
+    print(
+        f"  trusted read: payment(id) by documentId: {ours.per_second:.0f}/s (p50 "
+        f"{ours.p50_ms} ms, p99 {ours.p99_ms} ms); as a query: {free.per_second:.0f}/s (p50 "
+        f"{free.p50_ms} ms, p99 {free.p99_ms} ms); bare {base.per_second:.0f}/s (p50 "
+        f"{base.p50_ms} ms, p99 {base.p99_ms} ms): ratio {ratio:.2f} (target >= 0.8) -> "
+        f"{'met' if met else 'NOT met'}; {ours.per_second / free.per_second:.2f}x the query"
+    )
+    return {
+        "trusted": ours.summary(),
+        "query": free.summary(),
+        "bare": base.summary(),
+        "ratio": round(ratio, 2),
+        "vs_query": round(ours.per_second / free.per_second, 2),
+        "met": met,
+    }
 
 
 async def nested_lists(srv: Server, opt: Options) -> dict[str, Any]:
@@ -760,6 +821,7 @@ def main() -> None:
     backends = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
     scenarios: list[tuple[str, int, Callable[[Server, Options], Awaitable[Any]]]] = [
         ("read_overhead", 0, read_overhead),
+        ("read_trusted", 0, read_trusted),
         ("nested_lists", 0, nested_lists),
         ("fan_out_100", 0, lambda s, o: fan_out(s, o, 100)),
         (

@@ -35,7 +35,7 @@ from models.catalog import seed_catalog
 from models.commands import AttemptLimits, PaymentService, ensure_counters
 from models.dispatcher import Dispatcher, MailboxMailer, Mailer, SmtpMailer
 from models.outbox import Outbox
-from payql import pages
+from payql import pages, trusted
 from payql.graphql_http import GraphQLOverHTTP
 from payql.logs import install_redaction
 from payql.ops import Metrics, healthz, readyz
@@ -139,6 +139,8 @@ class PayqlGraphQL(GraphQLOverHTTP[Context, None]):
     """Strawberry's ASGI view, answering as GraphQL over HTTP says (media types and
     status codes: payql/graphql_http.py), with our context and token checks."""
 
+    graphql_transport_ws_handler_class = trusted.TrustedTransportWS
+
     def __init__(
         self, settings: Settings, service: PaymentService, hub: Hub, tracing: bool = False
     ) -> None:
@@ -149,8 +151,11 @@ class PayqlGraphQL(GraphQLOverHTTP[Context, None]):
             max_cost=settings.max_query_cost,
             production=settings.production,
         )
+        schema = build_schema(
+            limits, settings.trusted_documents, settings.trusted_documents_only, tracing=tracing
+        )
         super().__init__(
-            build_schema(limits, tracing=tracing),
+            schema,
             # Production: no IDE (and the schema refuses introspection).
             graphql_ide=None if settings.production else "graphiql",
             # Only graphql-transport-ws: no subscriptions over HTTP streams, which
@@ -167,6 +172,7 @@ class PayqlGraphQL(GraphQLOverHTTP[Context, None]):
         self.settings = settings
         self.service = service
         self.hub = hub
+        self.trusted = schema.trusted
 
     async def execute_operation(
         self,
@@ -184,6 +190,10 @@ class PayqlGraphQL(GraphQLOverHTTP[Context, None]):
             return StrawberryResult(
                 data=None, errors=[GraphQLError(reason, extensions={"code": "UNAUTHENTICATED"})]
             )
+        # A trusted document named by its id: its text in the request (payql/trusted.py).
+        refused = await trusted.resolve_http(self.trusted, request_adapter, request_data)
+        if refused is not None:
+            return StrawberryResult(data=None, errors=[refused])
         return await super().execute_operation(
             request=request,
             request_adapter=request_adapter,
@@ -206,6 +216,11 @@ class PayqlGraphQL(GraphQLOverHTTP[Context, None]):
                 400, 'the body must be a JSON object: {"query": "…", "variables": {…}}'
             )
         return parsed
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        return super().should_render_graphql_ide(request) and not trusted.names_a_document(
+            request.query_params
+        )
 
     async def render_graphql_ide(self, request: Request) -> Response:
         # payql's own GraphiQL page, its assets served by payql (payql/pages.py).

@@ -291,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = Settings.from_env()
+        if args.command == "serve":
+            from payql.trusted import check_manifest
+
+            check_manifest(settings)  # a bad manifest stops here, before migrating
     except SettingsError as exc:
         print(f"payql: {exc}", file=sys.stderr)
         return 2

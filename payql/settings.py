@@ -129,6 +129,11 @@ class Settings:
     tracing: str = "off"
     otel_traces_endpoint: str = ""
     otel_service_name: str = "payql"
+    # Trusted documents: a manifest of sha256 → document (GraphQL Code Generator's
+    # persisted-documents.json), read at start-up; with `trusted_documents_only`, no
+    # free-form query is accepted (schema/trusted.py).
+    trusted_documents: str = ""
+    trusted_documents_only: bool = False
 
     @property
     def production(self) -> bool:
@@ -204,6 +209,10 @@ class Settings:
             tracing=tracing,
             otel_traces_endpoint=traces_endpoint,
             otel_service_name=service_name,
+            trusted_documents=get("TRUSTED_DOCUMENTS", ""),
+            trusted_documents_only=_flag(
+                get("TRUSTED_DOCUMENTS_ONLY", "0"), "TRUSTED_DOCUMENTS_ONLY"
+            ),
             gateways=tuple(
                 dict.fromkeys(
                     n.strip().lower() for n in get("GATEWAYS", "").split(",") if n.strip()
@@ -307,6 +316,11 @@ class Settings:
             raise SettingsError(
                 "PAYQL_PAYPAL_WEBHOOK_ID is required in production: without it no PayPal "
                 "webhook can be verified"
+            )
+        if self.trusted_documents_only and not self.trusted_documents:
+            raise SettingsError(
+                "PAYQL_TRUSTED_DOCUMENTS_ONLY needs PAYQL_TRUSTED_DOCUMENTS (the manifest): "
+                "without it no request could be served"
             )
         if self.production and self.stripe_secret_key and not self.stripe_webhook_secret:
             raise SettingsError(

@@ -15,8 +15,10 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.execution import PreExecutionError
 
 from models.carddata import redact_pans
 from schema.fanout import SharedRenderExecutor
@@ -34,6 +36,7 @@ from schema.mutation import Mutation
 from schema.query import Query
 from schema.subscription import Subscription
 from schema.tracing import TraceOperation
+from schema.trusted import TrustedDocuments
 
 log = logging.getLogger("payql.graphql")
 
@@ -50,6 +53,22 @@ class PayqlSchema(strawberry.Schema):
             config=StrawberryConfig(disable_field_suggestions=limits.production),
             execution_context_class=SharedRenderExecutor,
         )
+        self.trusted = TrustedDocuments()  # build_schema loads the manifest, if any
+
+    async def _prepare_operation_async(
+        self, context: ExecutionContext, extensions_runner: SchemaExtensionsRunner
+    ) -> PreExecutionError | None:
+        """Parse, check the operation type and validate: for a trusted document all
+        but the check were done at start-up (schema/trusted.py), so none of it again,
+        and neither the parse nor the validation hooks run. Strawberry's own hook for
+        exactly this step (private, hence the pinned minor version): were it renamed,
+        trusted documents would take the ordinary path, and
+        tests/test_trusted_documents.py would fail."""
+        by_text = self.trusted.by_text
+        trusted = by_text.get(context.query) if by_text and context.query else None
+        if trusted is None:
+            return await super()._prepare_operation_async(context, extensions_runner)
+        return self.trusted.prepare(context, trusted, self.limits)
 
     async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
         """Mask, once more at the very end, anything unexpected that came from outside
@@ -106,8 +125,23 @@ def extensions(limits: Limits) -> list[Callable[[], SchemaExtension] | type[Sche
 PRODUCTION_RULES: list[type[ASTValidationRule]] = [NoSchemaIntrospectionCustomRule]
 
 
-def build_schema(limits: Limits | None = None, tracing: bool = False) -> PayqlSchema:
-    return PayqlSchema(limits or Limits(), tracing)
+def build_schema(
+    limits: Limits | None = None,
+    trusted_documents: str = "",
+    trusted_only: bool = False,
+    tracing: bool = False,
+) -> PayqlSchema:
+    """The schema (with tracing's extension when `tracing`); with the trusted documents
+    of the manifest at `trusted_documents` (TrustedDocumentsError, naming the entry, if
+    it cannot be used)."""
+    schema = PayqlSchema(limits or Limits(), tracing)
+    if trusted_documents or trusted_only:
+        schema.trusted = (
+            TrustedDocuments.load(trusted_documents, schema, schema.limits, trusted_only)
+            if trusted_documents
+            else TrustedDocuments(only=True)
+        )
+    return schema
 
 
 schema = build_schema()
