@@ -156,14 +156,50 @@ async def post(
     return response
 
 
-async def order_for(http: httpx.AsyncClient, server: LiveServer, token: str) -> str:
+async def pay(
+    http: httpx.AsyncClient,
+    server: LiveServer,
+    token: str,
+    order_id: str,
+    card: str,
+    **fields: Any,
+) -> httpx.Response:
+    """processPayment for the order by credit card, `card` the card's token."""
+    return await post(
+        http,
+        server,
+        token,
+        PAY,
+        input={"orderId": order_id, "paymentMethod": "CREDIT_CARD", "token": card, **fields},
+    )
+
+
+@pytest.fixture
+async def unpaid_order(traced: LiveServer, http: httpx.AsyncClient, alice_token: str) -> str:
+    """The id of Alice's order for a mug, on the traced server, not yet paid."""
     response = await post(
-        http, server, token, CREATE_ORDER, input={"lines": [{"sku": "MUG-WHT", "quantity": 1}]}
+        http,
+        traced,
+        alice_token,
+        CREATE_ORDER,
+        input={"lines": [{"sku": "MUG-WHT", "quantity": 1}]},
     )
     payload = response.json()["data"]["createOrder"]
     assert payload["errors"] == [], payload
     order_id: str = payload["order"]["id"]
     return order_id
+
+
+@pytest.fixture
+async def awaiting_3ds(
+    traced: LiveServer, http: httpx.AsyncClient, alice_token: str, unpaid_order: str
+) -> dict[str, Any]:
+    """Alice's payment on the traced server, waiting for 3-D Secure, with its client
+    secret (this module's own, in place of the one conftest makes on the plain server)."""
+    response = await pay(http, traced, alice_token, unpaid_order, "pm_card_authenticationRequired")
+    paying = response.json()["data"]["processPayment"]
+    assert paying["payment"]["status"] == "REQUIRES_ACTION", paying
+    return {**paying["payment"], "clientSecret": paying["clientSecret"]}
 
 
 async def request_spans(
@@ -191,6 +227,11 @@ def context_of(span: ReadableSpan) -> trace.SpanContext:
 
 def attribute(span: ReadableSpan, name: str) -> Any:
     return (span.attributes or {}).get(name)
+
+
+def as_text(found: list[ReadableSpan]) -> str:
+    """The spans as the SDK writes them out: names, attributes, events, status."""
+    return json.dumps([json.loads(span.to_json()) for span in found])
 
 
 def named(found: list[ReadableSpan], name: str) -> list[ReadableSpan]:
@@ -221,18 +262,15 @@ def is_under(span: ReadableSpan, ancestor: ReadableSpan, found: list[ReadableSpa
 
 
 async def test_a_payment_is_one_trace_with_the_gateway_phases_and_publish_under_its_operation(
-    traced: LiveServer, http: httpx.AsyncClient, spans: InMemorySpanExporter, alice_token: str
+    traced: LiveServer,
+    http: httpx.AsyncClient,
+    spans: InMemorySpanExporter,
+    alice_token: str,
+    unpaid_order: str,
 ) -> None:
-    # given an order
-    order_id = await order_for(http, traced, alice_token)
+    # given an order (unpaid_order)
     # when Alice pays it with a card
-    response = await post(
-        http,
-        traced,
-        alice_token,
-        PAY,
-        input={"orderId": order_id, "paymentMethod": "CREDIT_CARD", "token": "pm_card_visa"},
-    )
+    response = await pay(http, traced, alice_token, unpaid_order, "pm_card_visa")
     payment = response.json()["data"]["processPayment"]["payment"]
     assert payment["status"] == "COMPLETED"
     found = await request_spans(spans, response)
@@ -272,23 +310,15 @@ async def test_a_payment_is_one_trace_with_the_gateway_phases_and_publish_under_
 
 
 async def test_a_declined_charge_and_a_refused_write_are_marked_on_their_spans(
-    traced: LiveServer, http: httpx.AsyncClient, spans: InMemorySpanExporter, alice_token: str
+    traced: LiveServer,
+    http: httpx.AsyncClient,
+    spans: InMemorySpanExporter,
+    alice_token: str,
+    unpaid_order: str,
 ) -> None:
-    # given an order
-    order_id = await order_for(http, traced, alice_token)
+    # given an order (unpaid_order)
     # when Alice pays it for the wrong amount
-    response = await post(
-        http,
-        traced,
-        alice_token,
-        PAY,
-        input={
-            "orderId": order_id,
-            "paymentMethod": "CREDIT_CARD",
-            "token": "pm_card_visa",
-            "amount": "0.01",
-        },
-    )
+    response = await pay(http, traced, alice_token, unpaid_order, "pm_card_visa", amount="0.01")
     assert response.json()["data"]["processPayment"]["errors"][0]["code"] == "AMOUNT_MISMATCH"
     # then the transaction that refused it says why, by code, and no gateway was called
     found = await request_spans(spans, response)
@@ -298,17 +328,7 @@ async def test_a_declined_charge_and_a_refused_write_are_marked_on_their_spans(
     assert attribute(record, "payql.error.code") == "AMOUNT_MISMATCH"
     assert named(found, "payql.gateway charge") == []
     # when she pays with a card that is declined
-    response = await post(
-        http,
-        traced,
-        alice_token,
-        PAY,
-        input={
-            "orderId": order_id,
-            "paymentMethod": "CREDIT_CARD",
-            "token": "pm_card_chargeDeclined",
-        },
-    )
+    response = await pay(http, traced, alice_token, unpaid_order, "pm_card_chargeDeclined")
     assert response.json()["data"]["processPayment"]["payment"]["status"] == "FAILED"
     # then the gateway's span has its answer
     charge = one(await request_spans(spans, response), "payql.gateway charge")
@@ -316,19 +336,17 @@ async def test_a_declined_charge_and_a_refused_write_are_marked_on_their_spans(
 
 
 async def test_a_gateway_failure_marks_its_span_by_type_never_by_its_words(
-    traced: LiveServer, http: httpx.AsyncClient, spans: InMemorySpanExporter, alice_token: str
+    traced: LiveServer,
+    http: httpx.AsyncClient,
+    spans: InMemorySpanExporter,
+    alice_token: str,
+    unpaid_order: str,
 ) -> None:
-    # given a gateway that will refuse the next charge, quoting the token
-    order_id = await order_for(http, traced, alice_token)
+    # given an order (unpaid_order) and a gateway that will refuse the next charge,
+    # quoting the token
     traced.simulated.inject("charge", GatewayError("No such PaymentMethod: 'pm_card_visa'"))
     # when Alice pays
-    response = await post(
-        http,
-        traced,
-        alice_token,
-        PAY,
-        input={"orderId": order_id, "paymentMethod": "CREDIT_CARD", "token": "pm_card_visa"},
-    )
+    response = await pay(http, traced, alice_token, unpaid_order, "pm_card_visa")
     assert response.json()["data"]["processPayment"]["errors"][0]["code"] == "GATEWAY_ERROR"
     # then the gateway's span failed, saying with what, not what the gateway said
     found = await request_spans(spans, response)
@@ -340,30 +358,21 @@ async def test_a_gateway_failure_marks_its_span_by_type_never_by_its_words(
     # and the outcome was still applied, under the operation
     [apply] = named(found, "payql.apply")
     assert parent_of(apply) == parent_of(charge)
-    assert "pm_card_visa" not in json.dumps([json.loads(s.to_json()) for s in found])
+    assert "pm_card_visa" not in as_text(found)
 
 
 # -- webhooks --------------------------------------------------------------------------
 
 
 async def test_a_webhook_gets_its_span_with_the_gateway_the_outcome_and_the_status(
-    traced: LiveServer, http: httpx.AsyncClient, spans: InMemorySpanExporter, alice_token: str
+    traced: LiveServer,
+    http: httpx.AsyncClient,
+    spans: InMemorySpanExporter,
+    alice_token: str,
+    awaiting_3ds: dict[str, Any],
 ) -> None:
-    # given a payment waiting for 3-D Secure
-    order_id = await order_for(http, traced, alice_token)
-    response = await post(
-        http,
-        traced,
-        alice_token,
-        PAY,
-        input={
-            "orderId": order_id,
-            "paymentMethod": "CREDIT_CARD",
-            "token": "pm_card_authenticationRequired",
-        },
-    )
-    payment = response.json()["data"]["processPayment"]["payment"]
-    detail = await post(http, traced, alice_token, PAYMENT, id=payment["id"])
+    # given a payment waiting for 3-D Secure (awaiting_3ds)
+    detail = await post(http, traced, alice_token, PAYMENT, id=awaiting_3ds["id"])
     intent = stripe_intent(detail.json()["data"]["payment"])
     event = stripe_event("payment_intent.succeeded", intent)
     # when the gateway's webhook says it succeeded
@@ -408,7 +417,7 @@ async def test_a_webhook_for_no_gateway_of_ours_names_none(
     webhook = one(found, "payql.webhook")
     assert attribute(webhook, "payql.webhook.outcome") == "unknown_gateway"
     assert attribute(webhook, "payql.gateway") is None
-    assert "pm_card_visa" not in json.dumps([json.loads(s.to_json()) for s in found])
+    assert "pm_card_visa" not in as_text(found)
 
 
 # -- GraphQL errors --------------------------------------------------------------------
@@ -446,23 +455,14 @@ async def test_a_graphql_error_sets_the_operations_status(
 
 
 async def test_a_subscription_gets_one_span_for_the_subscribe_not_one_per_message(
-    traced: LiveServer, http: httpx.AsyncClient, spans: InMemorySpanExporter, alice_token: str
+    traced: LiveServer,
+    http: httpx.AsyncClient,
+    spans: InMemorySpanExporter,
+    alice_token: str,
+    awaiting_3ds: dict[str, Any],
 ) -> None:
-    # given a payment waiting for 3-D Secure
-    order_id = await order_for(http, traced, alice_token)
-    response = await post(
-        http,
-        traced,
-        alice_token,
-        PAY,
-        input={
-            "orderId": order_id,
-            "paymentMethod": "CREDIT_CARD",
-            "token": "pm_card_authenticationRequired",
-        },
-    )
-    paying = response.json()["data"]["processPayment"]
-    payment_id = paying["payment"]["id"]
+    # given a payment waiting for 3-D Secure (awaiting_3ds)
+    payment_id = awaiting_3ds["id"]
     async with Subscription.connect(traced.url, http, alice_token) as sub:
         await sub.ack()
         # when Alice subscribes to it
@@ -474,7 +474,7 @@ async def test_a_subscription_gets_one_span_for_the_subscribe_not_one_per_messag
         assert attribute(subscribe, "graphql.operation.name") == "Watch"
         assert subscribe.status.status_code is StatusCode.UNSET
         # when the payment changes and the change is pushed
-        await approve_quietly(http, traced, paying["clientSecret"])
+        await approve_quietly(http, traced, awaiting_3ds["clientSecret"])
         await post(http, traced, alice_token, SYNC, id=payment_id)
         assert (await sub.next())["paymentStatusChanged"]["status"] == "COMPLETED"
         # then no span was made for the message pushed
@@ -575,33 +575,19 @@ async def test_no_card_number_token_secret_or_email_is_in_any_span(
     order_id = response.json()["data"]["createOrder"]["order"]["id"]
     responses = [response]
     # when a card number is sent in the metadata (refused)
-    response = await post(
-        http,
-        traced,
-        alice_token,
-        PAY,
-        input={
-            "orderId": order_id,
-            "paymentMethod": "CREDIT_CARD",
-            "token": "pm_card_visa",
-            "metadata": {"note": CARD_NUMBER, "contact": EMAIL},
-        },
-    )
+    metadata = {"note": CARD_NUMBER, "contact": EMAIL}
+    response = await pay(http, traced, alice_token, order_id, "pm_card_visa", metadata=metadata)
     errors = response.json()["data"]["processPayment"]["errors"]
     assert errors == [{"code": "CARD_DATA_REJECTED", "field": "metadata.note"}]
     responses.append(response)
     # and the order is paid with a token that needs 3-D Secure, the email in metadata
-    response = await post(
+    response = await pay(
         http,
         traced,
         alice_token,
-        PAY,
-        input={
-            "orderId": order_id,
-            "paymentMethod": "CREDIT_CARD",
-            "token": "pm_card_authenticationRequired",
-            "metadata": {"contact": EMAIL},
-        },
+        order_id,
+        "pm_card_authenticationRequired",
+        metadata={"contact": EMAIL},
     )
     paying = response.json()["data"]["processPayment"]
     client_secret = paying["clientSecret"]
@@ -614,7 +600,7 @@ async def test_no_card_number_token_secret_or_email_is_in_any_span(
     found = [span for r in responses for span in await request_spans(spans, r)]
     assert len(found) >= 10
     assert named(found, "payql.gateway charge")  # the payment did reach the gateway
-    text = json.dumps([json.loads(span.to_json()) for span in found])
+    text = as_text(found)
     for secret in (
         CARD_NUMBER,
         CARD_NUMBER.replace(" ", ""),
