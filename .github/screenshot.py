@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from support import free_port, payql_serve  # noqa: E402
+from servers import free_port, payql_serve  # noqa: E402
 
 from resolvers.auth import mint_token  # noqa: E402
 

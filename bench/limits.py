@@ -22,7 +22,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from support import base_settings, running_server  # noqa: E402
+from servers import base_settings, running_server  # noqa: E402
 
 
 def documents() -> dict[str, dict[str, object]]:

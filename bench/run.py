@@ -41,7 +41,7 @@ from graphql import parse, print_ast
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from support import wait_until_healthy  # noqa: E402
+from servers import wait_until_healthy  # noqa: E402
 
 from resolvers.auth import mint_token  # noqa: E402
 

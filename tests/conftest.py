@@ -19,21 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
+from clients import Client
+from gateway_support import STRIPE_KEY, STRIPE_WEBHOOK_SECRET, Localstripe
 from paypal_fake import CLIENT_ID as PAYPAL_CLIENT_ID
 from paypal_fake import CLIENT_SECRET as PAYPAL_CLIENT_SECRET
 from paypal_fake import WEBHOOK_ID as PAYPAL_WEBHOOK_ID
 from paypal_fake import FakePayPal
-from support import (
-    POSTGRES_URL,
-    STRIPE_KEY,
-    STRIPE_WEBHOOK_SECRET,
-    Client,
-    LiveServer,
-    Localstripe,
-    base_settings,
-    database,
-    running_server,
-)
+from servers import POSTGRES_URL, LiveServer, base_settings, database, running_server
 
 from models.commands import utcnow
 

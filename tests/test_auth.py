@@ -9,8 +9,9 @@ from typing import Any
 
 import jwt
 import pytest
+from clients import Client
 from conftest import pay, refund
-from support import Client, LiveServer
+from servers import LiveServer
 
 from resolvers.auth import mint_token
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
-from support import REDIS_URL, free_port, private_redis
+from servers import REDIS_URL, free_port, private_redis
 
 from models.commands import StatusChange
 from models.rules import PaymentStatus

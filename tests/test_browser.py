@@ -19,8 +19,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from clients import Client
 from conftest import paid, refund
-from support import Client, LiveServer, free_port
+from servers import LiveServer, free_port
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from clients import Client, Subscription
 from conftest import place_order
-from support import Client, LiveServer, Subscription
+from servers import LiveServer
 
 from models.carddata import contains_pan, luhn_valid, redact_pans
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+from clients import Client
 from conftest import PROCESS_PAYMENT, place_order
-from support import Client, LiveServer
+from servers import LiveServer
 
 from models.commands import AttemptLimits, attempt_source, utcnow
 

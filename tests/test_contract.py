@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from clients import Client
 from graphql import (
     GraphQLSchema,
     build_client_schema,
@@ -17,7 +18,6 @@ from graphql import (
     lexicographic_sort_schema,
     print_schema,
 )
-from support import Client
 from test_introspection import EVERY_OPTION
 
 from schema.schema import schema

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, mutations, nodes, queries
-from support import LiveServer
+from servers import LiveServer
 
 from schema.schema import schema
 

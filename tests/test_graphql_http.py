@@ -20,7 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
-from support import Client, LiveServer
+from clients import Client
+from servers import LiveServer
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -164,7 +165,7 @@ async def test_a_request_that_never_runs_is_200_in_application_json(
     alice: Client, case: str
 ) -> None:
     body, message = REQUEST_ERRORS[case]
-    # when it is sent accepting application/json (or */*, as support.Client does)
+    # when it is sent accepting application/json (or */*, as clients.Client does)
     for accept in (JSON, "*/*"):
         response = await post(alice, body, accept)
         # then it is 200, as the spec says for that type, with the errors

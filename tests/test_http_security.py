@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+from clients import Client, Subscription
+from gateway_support import post_webhook
 from httpx_ws import WebSocketUpgradeError
-from support import Client, LiveServer, Subscription, post_webhook
+from servers import LiveServer
 
 from payql.security import WebsocketGuard
 

@@ -6,8 +6,9 @@ import asyncio
 import secrets
 from typing import Any
 
+from clients import Client
 from conftest import pay, place_order, refund
-from support import Client, LiveServer
+from servers import LiveServer
 
 PAYMENTS_OF_ORDER = "query ($id: ID!) { paymentsByOrder(orderId: $id) { id status } }"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clients import Client
 from graphql import build_client_schema, get_introspection_query
-from support import Client
 
 from schema import introspection
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
+from clients import Client, Subscription
 from httpx_ws import WebSocketDisconnect
+from servers import LiveServer
 from strawberry.extensions.validation_cache import _get_validate_cache
-from support import Client, LiveServer, Subscription
 
 from schema.guards import GuardInput
 from schema.mutation import Mutation

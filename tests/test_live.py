@@ -9,19 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+from clients import Client, Subscription, status_reaches
 from conftest import pay, place_order, refund
+from gateway_support import approve_quietly, confirm, post_webhook, stripe_event, stripe_intent
 from graphql import ExecutionResult, GraphQLError
-from support import (
-    Client,
-    LiveServer,
-    Subscription,
-    approve_quietly,
-    confirm,
-    post_webhook,
-    status_reaches,
-    stripe_event,
-    stripe_intent,
-)
+from servers import LiveServer
 
 from models.commands import StatusChange
 from models.rules import PaymentStatus

@@ -25,21 +25,14 @@ import httpx
 import pytest
 import uvicorn
 from aiosmtpd.controller import Controller
+from clients import Client
 from conftest import paid, pay, place_order, refund
+from gateway_support import post_webhook, stripe_event
+from servers import LiveServer, base_settings, database, free_port, running_server
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from support import (
-    Client,
-    LiveServer,
-    base_settings,
-    database,
-    free_port,
-    post_webhook,
-    running_server,
-    stripe_event,
-)
 
 from models.commands import utcnow
 from models.dispatcher import Dispatcher, SmtpMailer

@@ -9,18 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from clients import Client, Subscription
 from conftest import paid
-from support import (
-    Client,
-    LiveServer,
-    Subscription,
-    free_port,
-    payql_serve,
-    post_webhook,
-    private_redis,
-    stripe_event,
-    stripe_intent,
-)
+from gateway_support import post_webhook, stripe_event, stripe_intent
+from servers import LiveServer, free_port, payql_serve, private_redis
 
 from models.tables import Payment
 from payql.app import orm_context

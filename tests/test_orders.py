@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 import pytest
+from clients import Client
 from conftest import CREATE_ORDER, place_order
-from support import Client
 
 STOCK = "{ products { sku price currency stock } }"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from clients import Client
 from conftest import pay, place_order
-from support import Client, approve_quietly
+from gateway_support import approve_quietly
 
 from gateways.base import ChargeState, GatewayStatus
 

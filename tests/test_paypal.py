@@ -16,9 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from clients import Client, Subscription, status_reaches
 from conftest import pay, place_order, refund
 from paypal_fake import CLIENT_ID, CLIENT_SECRET, WEBHOOK_ID, FakePayPal, Fault
-from support import Client, LiveServer, Subscription, status_reaches
+from servers import LiveServer
 
 from gateways.base import ChargeRequest, GatewayError, GatewayStatus, GatewayUnavailable
 from gateways.paypal import PayPalGateway, to_minor, to_value

@@ -18,8 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
+from clients import Client
 from conftest import pay, place_order
-from support import Client, free_port, payql_serve
+from servers import free_port, payql_serve
 
 from resolvers.auth import mint_token
 

@@ -16,18 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from clients import Client, Subscription
 from conftest import pay, place_order
 from httpx_ws import WebSocketDisconnect
-from support import (
-    POSTGRES_URL,
-    REDIS_URL,
-    Client,
-    Subscription,
-    database,
-    free_port,
-    payql_serve,
-    private_redis,
-)
+from servers import POSTGRES_URL, REDIS_URL, database, free_port, payql_serve, private_redis
 
 from resolvers.auth import mint_token
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import free_port, payql_serve
+from servers import free_port, payql_serve
 
 from resolvers.auth import mint_token
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from clients import Client
 from conftest import paid, place_order
-from support import Client
 
 PAYMENTS = """
 query ($filter: PaymentFilter, $first: Int!, $after: String) {

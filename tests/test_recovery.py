@@ -6,8 +6,9 @@ import asyncio
 from typing import Any
 
 import httpx
+from clients import Client
 from conftest import paid, pay, refund
-from support import Client, LiveServer
+from servers import LiveServer
 
 from gateways.base import ChargeState, GatewayStatus, GatewayUnavailable
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from clients import Client
 from conftest import paid, refund
-from support import Client
 
 from gateways.base import GatewayError
 from models.commands import utcnow

@@ -17,8 +17,10 @@ from typing import Any
 import httpx
 import pytest
 import stripe
+from clients import Client, Subscription
 from conftest import pay, place_order, refund
-from support import STRIPE_KEY, STRIPE_WEBHOOK_SECRET, Client, LiveServer, Localstripe, Subscription
+from gateway_support import STRIPE_KEY, STRIPE_WEBHOOK_SECRET, Localstripe
+from servers import LiveServer
 
 from gateways.base import ChargeRequest, GatewayError, GatewayUnavailable
 from gateways.stripe import StripeGateway

@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
+from clients import WAIT, Subscription
+from gateway_support import approve_quietly, post_webhook, stripe_event, stripe_intent
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -30,18 +32,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
-from support import (
-    WAIT,
+from servers import (
     LiveServer,
-    Subscription,
-    approve_quietly,
     base_settings,
     database,
     free_port,
-    post_webhook,
     running_server,
-    stripe_event,
-    stripe_intent,
     wait_until_healthy,
 )
 

@@ -14,8 +14,10 @@ import graphql.language.parser
 import httpx
 import pytest
 import strawberry.schema.schema
+from clients import Subscription
 from conftest import CREATE_ORDER, PROCESS_PAYMENT
-from support import LiveServer, Subscription, base_settings, confirm, database, running_server
+from gateway_support import confirm
+from servers import LiveServer, base_settings, database, running_server
 
 from payql.cli import main
 from payql.settings import Settings, SettingsError

@@ -8,16 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
+from clients import Client, status_reaches
 from conftest import paid
-from support import (
-    Client,
-    LiveServer,
-    confirm,
-    post_webhook,
-    status_reaches,
-    stripe_event,
-    stripe_intent,
-)
+from gateway_support import confirm, post_webhook, stripe_event, stripe_intent
+from servers import LiveServer
 
 PAYMENT = """
 query ($id: ID!) {

@@ -1,12 +1,10 @@
-"""Test support: a real payql server on a free port, and a small GraphQL client."""
+"""Test support: real payql servers (uvicorn in a thread, or `payql serve` in a process
+of its own), fresh databases, and a private Redis."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
-import json
 import os
 import secrets
 import shutil
@@ -16,10 +14,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, replace
-from decimal import Decimal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -29,7 +25,6 @@ import pytest
 import uvicorn
 
 from gateways.simulated import SimulatedGateway
-from models import money
 from models.commands import PaymentService
 from payql.app import create_app, orm_context
 from payql.settings import Settings
@@ -230,229 +225,11 @@ def payql_serve(
             process.wait(timeout=30)
 
 
-class GraphQLError(AssertionError):
-    pass
-
-
-@dataclass
-class Client:
-    """Posts GraphQL over HTTP with a bearer token; raises on GraphQL errors."""
-
-    url: str
-    token: str | None
-    http: httpx.AsyncClient
-
-    async def __call__(self, query: str, **variables: Any) -> dict[str, Any]:
-        body = await self.post(query, **variables)
-        if body.get("errors"):
-            raise GraphQLError(body["errors"])
-        data: dict[str, Any] = body["data"]
-        return data
-
-    async def post(self, query: str, **variables: Any) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        response = await self.http.post(
-            f"{self.url}/graphql",
-            json={"query": query, "variables": variables},
-            headers=headers,
-        )
-        result: dict[str, Any] = response.json()
-        result["_status"] = response.status_code
-        return result
-
-    def as_(self, token: str | None) -> Client:
-        return replace(self, token=token)
-
-
-WAIT = 10  # seconds a websocket test waits for a message
-
-
-class Subscription:
-    """A graphql-transport-ws client over a real websocket."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self._ids = 0
-
-    @classmethod
-    @asynccontextmanager
-    async def connect(
-        cls,
-        base_url: str,
-        http: httpx.AsyncClient,
-        token: str | None,
-        headers: dict[str, str] | None = None,
-    ) -> AsyncIterator[Subscription]:
-        from httpx_ws import aconnect_ws
-
-        url = base_url.replace("http://", "ws://") + "/graphql"
-        async with aconnect_ws(
-            url, http, subprotocols=["graphql-transport-ws"], headers=headers or {}
-        ) as ws:
-            payload = {"Authorization": f"Bearer {token}"} if token else {}
-            await ws.send_json({"type": "connection_init", "payload": payload})
-            yield cls(ws)
-
-    async def ack(self) -> None:
-        message = await self.receive()
-        assert message["type"] == "connection_ack", message
-
-    async def subscribe(self, query: str, **variables: Any) -> str:
-        self._ids += 1
-        op_id = str(self._ids)
-        await self.ws.send_json(
-            {"id": op_id, "type": "subscribe", "payload": {"query": query, "variables": variables}}
-        )
-        return op_id
-
-    async def receive(self) -> dict[str, Any]:
-        message: dict[str, Any] = await asyncio.wait_for(self.ws.receive_json(), WAIT)
-        return message
-
-    async def next(self) -> dict[str, Any]:
-        """The next data message's payload data; fails on an error or completion."""
-        while True:
-            message = await self.receive()
-            if message["type"] == "ping":
-                await self.ws.send_json({"type": "pong"})
-                continue
-            assert message["type"] == "next", message
-            assert not message["payload"].get("errors"), message
-            data: dict[str, Any] = message["payload"]["data"]
-            return data
-
-    async def refusal(self) -> str:
-        """The error code of a refused subscription (an `error`, or a `next` with errors)."""
-        message = await self.receive()
-        if message["type"] == "error":
-            errors = message["payload"]
-        else:
-            assert message["type"] == "next", message
-            errors = message["payload"].get("errors")
-            assert errors, message
-        code: str = errors[0]["extensions"]["code"]
-        return code
-
-
-def stripe_event(event_type: str, intent: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    """A Stripe-shaped event about a PaymentIntent, as a gateway would send it."""
-    return {
-        "id": f"evt_test_{secrets.token_hex(8)}",
-        "object": "event",
-        "type": event_type,
-        "created": int(time.time()),
-        "data": {"object": {**intent, **changes}},
-    }
-
-
-async def post_webhook(
-    http: httpx.AsyncClient,
-    server: LiveServer,
-    event: dict[str, Any],
-    *,
-    secret: str | None = None,
-    timestamp: int | None = None,
-    signature: str | None = None,
-) -> httpx.Response:
-    """POST a webhook signed the Stripe way (t=…,v1=HMAC-SHA256 over "t.body")."""
-    body = json.dumps(event).encode()
-    t = int(time.time()) if timestamp is None else timestamp
-    key = server.settings.simulated_webhook_secret if secret is None else secret
-    digest = hmac.new(key.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    headers = {"Content-Type": "application/json"}
-    if signature != "":
-        headers["Stripe-Signature"] = signature or f"t={t},v1={digest}"
-    return await http.post(f"{server.url}/webhooks/simulated", content=body, headers=headers)
-
-
-async def confirm(
-    http: httpx.AsyncClient, server: LiveServer, body: dict[str, Any]
-) -> httpx.Response:
-    return await http.post(f"{server.url}/simulated/confirm", json=body)
-
-
-async def approve_quietly(http: httpx.AsyncClient, server: LiveServer, client_secret: str) -> None:
-    """The customer passes 3-D Secure at the gateway, and its webhook is lost."""
-    response = await confirm(
-        http, server, {"clientSecret": client_secret, "authenticate": True, "sendWebhook": False}
-    )
-    assert response.status_code == 200, response.text
-
-
-def stripe_intent(payment: dict[str, Any], status: str = "succeeded") -> dict[str, Any]:
-    """The payment's PaymentIntent as Stripe (or the simulated gateway) shapes it."""
-    amount = money.to_minor(Decimal(payment["amount"]), payment["currency"])
-    return {
-        "id": payment["gatewayTransactionId"],
-        "object": "payment_intent",
-        "amount": amount,
-        "amount_received": amount if status == "succeeded" else 0,
-        "currency": payment["currency"].lower(),
-        "status": status,
-        "metadata": {"payql_payment_id": payment["id"]},
-        "last_payment_error": None,
-        "latest_charge": None,
-    }
-
-
-STRIPE_KEY = "sk_test_payql"
-STRIPE_WEBHOOK_SECRET = "whsec_payql_tests"
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-class Localstripe:
-    """The localstripe emulator (PyPI), in a process of its own, stoppable mid-test."""
-
-    def __init__(self, executable: str) -> None:
-        self.executable = executable
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Localstripe:
-        self.process = subprocess.Popen(
-            [self.executable, "--port", str(self.port), "--from-scratch"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{self.url}/v1/customers", auth=(STRIPE_KEY, ""), timeout=1)
-                return self
-            except httpx.HTTPError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("localstripe did not start") from None
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-            self.process = None
-
-    def send_webhooks_to(self, url: str) -> None:
-        response = httpx.post(
-            f"{self.url}/_config/webhooks/payql",
-            data={"url": url, "secret": STRIPE_WEBHOOK_SECRET},
-        )
-        response.raise_for_status()
-
-
-async def status_reaches(client: Client, payment_id: str, status: str) -> None:
-    """Wait until the payment has `status` (webhooks arrive a moment after their cause)."""
-    query = "query ($id: ID!) { paymentStatus(id: $id) }"
-    deadline = time.monotonic() + WAIT
-    while (await client(query, id=payment_id))["paymentStatus"] != status:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{payment_id} never became {status}")
-        await asyncio.sleep(0.02)
 
 
 @contextmanager

@@ -1,0 +1,127 @@
+"""Test support: a small GraphQL client over HTTP, and a graphql-transport-ws client
+over a real websocket."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import httpx
+
+
+class GraphQLError(AssertionError):
+    pass
+
+
+@dataclass
+class Client:
+    """Posts GraphQL over HTTP with a bearer token; raises on GraphQL errors."""
+
+    url: str
+    token: str | None
+    http: httpx.AsyncClient
+
+    async def __call__(self, query: str, **variables: Any) -> dict[str, Any]:
+        body = await self.post(query, **variables)
+        if body.get("errors"):
+            raise GraphQLError(body["errors"])
+        data: dict[str, Any] = body["data"]
+        return data
+
+    async def post(self, query: str, **variables: Any) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        response = await self.http.post(
+            f"{self.url}/graphql",
+            json={"query": query, "variables": variables},
+            headers=headers,
+        )
+        result: dict[str, Any] = response.json()
+        result["_status"] = response.status_code
+        return result
+
+    def as_(self, token: str | None) -> Client:
+        return replace(self, token=token)
+
+
+WAIT = 10  # seconds a websocket test waits for a message
+
+
+class Subscription:
+    """A graphql-transport-ws client over a real websocket."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self._ids = 0
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls,
+        base_url: str,
+        http: httpx.AsyncClient,
+        token: str | None,
+        headers: dict[str, str] | None = None,
+    ) -> AsyncIterator[Subscription]:
+        from httpx_ws import aconnect_ws
+
+        url = base_url.replace("http://", "ws://") + "/graphql"
+        async with aconnect_ws(
+            url, http, subprotocols=["graphql-transport-ws"], headers=headers or {}
+        ) as ws:
+            payload = {"Authorization": f"Bearer {token}"} if token else {}
+            await ws.send_json({"type": "connection_init", "payload": payload})
+            yield cls(ws)
+
+    async def ack(self) -> None:
+        message = await self.receive()
+        assert message["type"] == "connection_ack", message
+
+    async def subscribe(self, query: str, **variables: Any) -> str:
+        self._ids += 1
+        op_id = str(self._ids)
+        await self.ws.send_json(
+            {"id": op_id, "type": "subscribe", "payload": {"query": query, "variables": variables}}
+        )
+        return op_id
+
+    async def receive(self) -> dict[str, Any]:
+        message: dict[str, Any] = await asyncio.wait_for(self.ws.receive_json(), WAIT)
+        return message
+
+    async def next(self) -> dict[str, Any]:
+        """The next data message's payload data; fails on an error or completion."""
+        while True:
+            message = await self.receive()
+            if message["type"] == "ping":
+                await self.ws.send_json({"type": "pong"})
+                continue
+            assert message["type"] == "next", message
+            assert not message["payload"].get("errors"), message
+            data: dict[str, Any] = message["payload"]["data"]
+            return data
+
+    async def refusal(self) -> str:
+        """The error code of a refused subscription (an `error`, or a `next` with errors)."""
+        message = await self.receive()
+        if message["type"] == "error":
+            errors = message["payload"]
+        else:
+            assert message["type"] == "next", message
+            errors = message["payload"].get("errors")
+            assert errors, message
+        code: str = errors[0]["extensions"]["code"]
+        return code
+
+
+async def status_reaches(client: Client, payment_id: str, status: str) -> None:
+    """Wait until the payment has `status` (webhooks arrive a moment after their cause)."""
+    query = "query ($id: ID!) { paymentStatus(id: $id) }"
+    deadline = time.monotonic() + WAIT
+    while (await client(query, id=payment_id))["paymentStatus"] != status:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{payment_id} never became {status}")
+        await asyncio.sleep(0.02)
