@@ -4,9 +4,10 @@ sent in, and with which status code.
 - `application/graphql-response+json` when the client's Accept prefers it. Then the
   status says what happened: 200 once execution started (data present, even with
   field errors); 400, and no `data` entry, for a request that never ran (a document
-  that does not parse or validate, variables that do not coerce, an operation that
-  cannot be determined, a malformed request); 500 for an unexpected failure before
-  execution.
+  that does not parse or validate, variables that do not coerce, an operationName
+  the document does not have, a malformed request); 500 for an unexpected failure
+  before execution. (A document of several operations sent without operationName
+  runs its first, as payql always has; the spec would refuse it.)
 - `application/json` when the client asks for it, sends `*/*`, or sends no Accept at
   all (the legacy type, which the spec leaves the default to the server for): 200 for
   every GraphQL answer, errors or not, as the spec says for that type; 4xx only for a

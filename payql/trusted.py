@@ -72,6 +72,14 @@ class TrustedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
         payload: Any = message.get("payload")
         op_id = message.get("id")
         trusted = getattr(self.schema, "trusted", None)
+        if self.connection_acknowledged and isinstance(trusted, TrustedDocuments):
+            # Strawberry checks neither: a subscribe whose id is not a string would run
+            # its query unchecked (a free query past trusted-documents-only mode).
+            if not isinstance(op_id, str) or not isinstance(payload, dict):
+                await self.websocket.close(
+                    code=4400, reason="a subscribe needs a string id and an object payload"
+                )
+                return
         if (
             self.connection_acknowledged
             and isinstance(trusted, TrustedDocuments)

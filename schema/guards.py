@@ -110,9 +110,15 @@ def _first_root_field(ctx: ExecutionContext) -> str:
             definition.name is None or definition.name.value != ctx.operation_name
         ):
             continue
+        root = ctx.schema._schema.get_root_type(definition.operation)
         for selection in definition.selection_set.selections:
             if isinstance(selection, FieldNode):
-                return selection.name.value
+                # A name from the schema only: a document that failed validation may
+                # name anything (a secret, a card number), and metrics and span names
+                # must stay a small, known set.
+                name = selection.name.value
+                known = name in META_FIELDS or name == "__typename"
+                return name if known or (root is not None and name in root.fields) else "?"
         return "?"
     return "?"
 

@@ -17,6 +17,7 @@ import strawberry.schema.schema
 from clients import Subscription
 from conftest import CREATE_ORDER, PROCESS_PAYMENT
 from gateway_support import confirm
+from httpx_ws import WebSocketDisconnect
 from servers import LiveServer, base_settings, database, running_server
 
 from payql.cli import main
@@ -425,6 +426,14 @@ async def test_only_trusted_documents_over_the_websocket(
             {"id": "unknown", "type": "subscribe", "payload": {"documentId": sha256(UNTRUSTED)}}
         )
         assert await sub.refusal() == "UNKNOWN_DOCUMENT_ID"
+        # when a free query is sent under an id that is not a string
+        await sub.ws.send_json(
+            {"id": 7, "type": "subscribe", "payload": {"query": "query Free { __typename }"}}
+        )
+        # then nothing runs: the connection is closed as the protocol says (4400)
+        with pytest.raises(WebSocketDisconnect) as closed:
+            await sub.receive()
+        assert closed.value.code == 4400
 
 
 # -- start-up ----------------------------------------------------------------------------
