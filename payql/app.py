@@ -48,7 +48,7 @@ from resolvers.context import Context
 from resolvers.live import Hub
 from resolvers.simulated import confirm_endpoint
 from resolvers.webhooks import webhook_endpoint
-from schema.schema import Limits, build_schema
+from schema.schema import Limits, PayqlSchema, build_schema
 
 log = logging.getLogger("payql")
 
@@ -135,6 +135,21 @@ class OrmContext:
             await self.app(scope, receive, send)
 
 
+def schema_for(settings: Settings, tracing: bool = False) -> PayqlSchema:
+    """The schema as these settings make it: their limits, their trusted documents
+    (TrustedDocumentsError, naming the entry, for a manifest that cannot be used)."""
+    limits = Limits(
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+        max_tokens=settings.max_tokens,
+        max_cost=settings.max_query_cost,
+        production=settings.production,
+    )
+    return build_schema(
+        limits, settings.trusted_documents, settings.trusted_documents_only, tracing=tracing
+    )
+
+
 class PayqlGraphQL(GraphQLOverHTTP[Context, None]):
     """Strawberry's ASGI view, answering as GraphQL over HTTP says (media types and
     status codes: payql/graphql_http.py), with our context and token checks."""
@@ -144,16 +159,7 @@ class PayqlGraphQL(GraphQLOverHTTP[Context, None]):
     def __init__(
         self, settings: Settings, service: PaymentService, hub: Hub, tracing: bool = False
     ) -> None:
-        limits = Limits(
-            max_depth=settings.max_query_depth,
-            max_aliases=settings.max_aliases,
-            max_tokens=settings.max_tokens,
-            max_cost=settings.max_query_cost,
-            production=settings.production,
-        )
-        schema = build_schema(
-            limits, settings.trusted_documents, settings.trusted_documents_only, tracing=tracing
-        )
+        schema = schema_for(settings, tracing)
         super().__init__(
             schema,
             # Production: no IDE (and the schema refuses introspection).

@@ -80,27 +80,21 @@ class TrustedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
                     code=4400, reason="a subscribe needs a string id and an object payload"
                 )
                 return
-        if (
-            self.connection_acknowledged
-            and isinstance(trusted, TrustedDocuments)
-            and isinstance(payload, dict)
-            and isinstance(op_id, str)
-            and op_id not in self.operations
-        ):
-            try:
-                query = trusted.query_for(
-                    payload.get("query"), payload.get("documentId"), payload.get("extensions")
-                )
-            except DocumentRefused as refused:
-                error = refused.graphql_error()
-                await self.send_message(
-                    {"id": op_id, "type": "error", "payload": [error.formatted]}
-                )
-                return
-            if query is not None:
-                message = cast(
-                    SubscribeMessage, {**message, "payload": {**payload, "query": query}}
-                )
+            if op_id not in self.operations:  # else Strawberry's 4409
+                try:
+                    query = trusted.query_for(
+                        payload.get("query"), payload.get("documentId"), payload.get("extensions")
+                    )
+                except DocumentRefused as refused:
+                    error = refused.graphql_error()
+                    await self.send_message(
+                        {"id": op_id, "type": "error", "payload": [error.formatted]}
+                    )
+                    return
+                if query is not None:
+                    message = cast(
+                        SubscribeMessage, {**message, "payload": {**payload, "query": query}}
+                    )
         await super().handle_subscribe(message)
 
 
@@ -108,6 +102,6 @@ def check_manifest(settings: Settings) -> None:
     """Load the manifest as the server will, so that `payql serve` refuses a bad one
     before it migrates or starts a worker (TrustedDocumentsError, naming the entry)."""
     if settings.trusted_documents:
-        from payql.app import create_app
+        from payql.app import schema_for
 
-        create_app(settings)  # assembled only: nothing connects, nothing is served
+        schema_for(settings)  # the schema only: no gateway, hub or tracer is made

@@ -335,7 +335,6 @@ class _Meter:
         self.variables: dict[str, Any] | None = None  # coerced when first needed
         self.read_variables = False  # whether the size depends on them
         self.memo: dict[tuple[str, str, bool], _Size] = {}
-        self._estimates: dict[tuple[str, str], int] | None = None  # made when first needed
 
     def selections(
         self, node: SelectionSetNode, parent: GraphQLNamedType, paged: bool = False
@@ -407,9 +406,8 @@ class _Meter:
             return _Size(0, alias, 0, 1, 1)
         times = 1
         if isinstance(get_nullable_type(definition.type), GraphQLList):
-            if self._estimates is None:
-                self._estimates = introspection.list_estimates(self.schema)
-            times = self._estimates.get((parent.name, node.name.value), 1)
+            estimates = introspection.list_estimates(self.schema)
+            times = estimates.get((parent.name, node.name.value), 1)
         inner = self.selections(node.selection_set, get_named_type(definition.type))
         return _Size(0, alias + inner.aliases, 0, 1 + inner.meta_depth, 1 + times * inner.meta_cost)
 

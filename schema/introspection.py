@@ -19,6 +19,7 @@ Production refuses introspection outright (schema.schema.PRODUCTION_RULES).
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Sized
 
 from graphql import (
@@ -41,7 +42,21 @@ def _mean(counts: list[int]) -> int:
     return max(1, math.ceil(sum(counts) / len(counts))) if counts else 1
 
 
+_ESTIMATES: weakref.WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def list_estimates(schema: GraphQLSchema) -> dict[tuple[str, str], int]:
+    """(introspection type, list field) → the items it is counted as holding; worked
+    out once per schema."""
+    estimates = _ESTIMATES.get(schema)
+    if estimates is None:
+        estimates = _ESTIMATES[schema] = _count(schema)
+    return estimates
+
+
+def _count(schema: GraphQLSchema) -> dict[tuple[str, str], int]:
     types = list(schema.type_map.values())
 
     def each(kinds: tuple[type, ...], count: Callable[[GraphQLNamedType], Sized]) -> int:
@@ -54,7 +69,6 @@ def list_estimates(schema: GraphQLSchema) -> dict[tuple[str, str], int]:
         if isinstance(t, GraphQLObjectType | GraphQLInterfaceType)
         for f in t.fields.values()
     ]
-    """(introspection type, list field) → the items it is counted as holding."""
     return {
         ("__Schema", "types"): len(types),
         ("__Schema", "directives"): len(schema.directives),

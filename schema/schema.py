@@ -135,11 +135,9 @@ def build_schema(
     of the manifest at `trusted_documents` (TrustedDocumentsError, naming the entry, if
     it cannot be used)."""
     schema = PayqlSchema(limits or Limits(), tracing)
-    if trusted_documents or trusted_only:
-        schema.trusted = (
-            TrustedDocuments.load(trusted_documents, schema, schema.limits, trusted_only)
-            if trusted_documents
-            else TrustedDocuments(only=True)
+    if trusted_documents:  # Settings refuse trusted_only without a manifest
+        schema.trusted = TrustedDocuments.load(
+            trusted_documents, schema, schema.limits, trusted_only
         )
     return schema
 
