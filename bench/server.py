@@ -32,10 +32,10 @@ from tortoise.transactions import in_transaction
 from gateways.base import ChargeRequest
 from models import money
 from models.access import one_payment
-from models.commands import _append_events, utcnow
 from models.ids import new_id
 from models.rules import CaptureMethod, EventSource, OrderStatus, PaymentMethod, PaymentStatus
 from models.tables import IdempotencyKey, Order, Payment, Product
+from models.write_path import append_events, utcnow
 from payql.app import create_app
 from resolvers.auth import AuthError, actor_from_header
 
@@ -114,7 +114,7 @@ def create_bench_app() -> Starlette:
                 gateway="simulated",
                 metadata={},
             )
-            await _append_events(
+            await append_events(
                 conn, payment_id, EventSource.API, now, [created(PaymentStatus.PENDING)]
             )
         charge = ChargeRequest(
@@ -140,7 +140,7 @@ def create_bench_app() -> Starlette:
                     version=row.version + 1,
                 )
             )
-            await _append_events(
+            await append_events(
                 conn, payment_id, EventSource.GATEWAY, now, [created(PaymentStatus.COMPLETED)]
             )
             await Order.filter(id=row.order_id).using_db(conn).update(status=OrderStatus.PAID)

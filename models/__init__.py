@@ -1,4 +1,4 @@
-"""Tortoise models, money, the payment rules and the one write path (commands)."""
+"""Tortoise models, money, the payment rules and the one write path (write_path/)."""
 
 # The modules Tortoise loads as the "models" app: ours, and the simulated gateway's
 # own tables (it keeps its state in the service's database, apart from ours).

@@ -1,5 +1,5 @@
 """The outbox: the notifications a change makes, written in the change's own
-transaction (models/commands.py calls `record` from `_apply`), so that a change that
+transaction (models/write_path/core.apply writes it), so that a change that
 rolls back sends nothing and one that commits loses nothing. The dispatcher
 (models/dispatcher.py) delivers them.
 

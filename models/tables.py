@@ -1,6 +1,6 @@
 """The Tortoise models. Amounts are integers in minor units.
 
-Only models/commands.py writes payments, refunds and their events.
+Only models/write_path/ writes payments, refunds and their events.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ class Refund(Model):
 class PaymentEvent(Model):
     """The audit trail: appended in the transaction of the change, never updated.
 
-    The id is the event's commit-ordered position (see commands._append_events),
+    The id is the event's commit-ordered position (see write_path/events.append_events),
     and the subscription cursor."""
 
     id = fields.BigIntField(primary_key=True, generated=False)

@@ -32,9 +32,9 @@ from gateways.base import Gateway, GatewayConfigError
 from gateways.simulated import SimulatedGateway
 from models import TORTOISE_MODULES
 from models.catalog import seed_catalog
-from models.commands import AttemptLimits, PaymentService, ensure_counters
 from models.dispatcher import Dispatcher, MailboxMailer, Mailer, SmtpMailer
 from models.outbox import Outbox
+from models.write_path import AttemptLimits, PaymentService, ensure_counters
 from payql import pages, trusted
 from payql.graphql_http import GraphQLOverHTTP
 from payql.logs import install_redaction

@@ -103,7 +103,7 @@ def seed_demo(settings: Settings, orders: int) -> None:
     from tortoise import Tortoise
 
     from models.catalog import seed_catalog
-    from models.commands import AttemptLimits, ensure_counters
+    from models.write_path import AttemptLimits, ensure_counters
     from payql.app import build_service, tortoise_config
     from payql.demo import seed_history
     from resolvers.broadcast import make_broadcast

@@ -19,10 +19,10 @@ from decimal import Decimal
 
 from models import money
 from models.access import Actor
-from models.commands import PaymentRequest, PaymentService
 from models.errors import DomainError
 from models.rules import CaptureMethod, PaymentMethod
 from models.tables import Product
+from models.write_path import PaymentRequest, PaymentService
 
 CUSTOMERS = [
     ("cus_ada", "Ada Lovelace", "ada@example.com"),

@@ -27,8 +27,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from tortoise.functions import Count
 
-from models.commands import PaymentService
 from models.tables import Payment, Refund
+from models.write_path import PaymentService
 from resolvers.live import Hub
 
 log = logging.getLogger("payql.ops")

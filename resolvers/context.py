@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from graphql import GraphQLError
 
 from models.access import Actor
-from models.commands import PaymentService
+from models.write_path import PaymentService
 from resolvers.loaders import Loaders
 
 if TYPE_CHECKING:

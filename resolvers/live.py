@@ -20,10 +20,10 @@ from typing import Any, Generic, TypeVar
 
 from opentelemetry.trace import SpanKind
 
-from models.commands import StatusChange
 from models.errors import PublicError
 from models.spans import span
 from models.tables import Payment
+from models.write_path import StatusChange
 from resolvers.broadcast import CONNECTION_LOST
 
 log = logging.getLogger("payql.live")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping, Sequence
 from decimal import Decimal
 
-from models.commands import CustomerData, Outcome, PaymentRequest
 from models.errors import DomainError
+from models.write_path import CustomerData, Outcome, PaymentRequest
 from resolvers.context import Context
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from models.commands import utcnow
 from models.errors import DomainError
 from models.tables import Notification, WebhookEndpoint
+from models.write_path import utcnow
 from resolvers.context import Context
 from resolvers.queries import query_error
 

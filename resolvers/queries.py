@@ -102,7 +102,7 @@ async def payments(
 
 async def live_cursor(ctx: Context) -> int:
     """The newest committed change's position. Positions commit in order (see
-    models/commands._append_events), so every change up to it is visible now."""
+    models/write_path/events.append_events), so every change up to it is visible now."""
     if not ctx.who.admin:
         raise query_error("FORBIDDEN", "only an admin can see the live cursor")
     newest = await PaymentEvent.all().order_by("-id").first()

@@ -85,7 +85,7 @@ async def _follow(
     assert ctx.live is not None
     payment_id, order_id = scope.payment_id, scope.order_id
     # Listen first, then read: a change committed in between is in both, and skipped
-    # once. Positions are commit-ordered (models/commands._append_events), so the
+    # once. Positions are commit-ordered (models/write_path/events.append_events), so the
     # backlog after a cursor has no gaps; per payment, nothing older than what was
     # sent is sent again, so a page never steps back to a stale status.
     async with ctx.live.listen() as listener:

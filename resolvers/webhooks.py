@@ -20,8 +20,8 @@ from tortoise.exceptions import BaseORMException
 from gateways.base import GatewayError
 from gateways.signing import InvalidSignature
 from gateways.stripe_shapes import MalformedEvent
-from models.commands import Busy, PaymentService, PaymentUnknown
 from models.spans import failed, note, span
+from models.write_path import Busy, PaymentService, PaymentUnknown
 
 log = logging.getLogger("payql.webhooks")
 

@@ -43,8 +43,8 @@ from strawberry.types import ExecutionContext, Info
 from strawberry.types.field import StrawberryField
 
 from models.carddata import find_pan, find_string
-from models.commands import Outcome
 from models.errors import DomainError, ErrorCode, PublicError
+from models.write_path import Outcome
 from schema import introspection
 
 log = logging.getLogger("payql.graphql")

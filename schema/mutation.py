@@ -7,7 +7,7 @@ from decimal import Decimal
 import strawberry
 from strawberry.types import Info
 
-from models.commands import CustomerData, PaymentRequest, attempt_source
+from models.write_path import CustomerData, PaymentRequest, attempt_source
 from resolvers import mutations, notifications
 from resolvers.context import Context
 from schema.enums import CaptureMethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from models.commands import Outcome
+from models.write_path import Outcome
 from resolvers.notifications import Result
 from schema.types import Notification, Order, Payment, Refund, UserError, WebhookEndpoint
 

@@ -7,8 +7,8 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from models.commands import utcnow
 from models.ids import event_id
+from models.write_path import utcnow
 from resolvers import notifications, queries
 from resolvers.context import Context
 from schema.enums import PaymentStatus

@@ -27,7 +27,7 @@ from paypal_fake import WEBHOOK_ID as PAYPAL_WEBHOOK_ID
 from paypal_fake import FakePayPal
 from servers import POSTGRES_URL, LiveServer, base_settings, database, running_server
 
-from models.commands import utcnow
+from models.write_path import utcnow
 
 BACKENDS = ["sqlite", "postgres"]
 NODE = Path(__file__).resolve().parent / "node"

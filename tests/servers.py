@@ -25,7 +25,7 @@ import pytest
 import uvicorn
 
 from gateways.simulated import SimulatedGateway
-from models.commands import PaymentService
+from models.write_path import PaymentService
 from payql.app import create_app, orm_context
 from payql.settings import Settings
 from resolvers.auth import mint_token

@@ -16,8 +16,8 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from servers import REDIS_URL, free_port, private_redis
 
-from models.commands import StatusChange
 from models.rules import PaymentStatus
+from models.write_path import StatusChange
 from resolvers.broadcast import make_broadcast
 from resolvers.live import Hub, Interrupted
 

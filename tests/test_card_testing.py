@@ -20,7 +20,7 @@ from clients import Client
 from conftest import PROCESS_PAYMENT, place_order
 from servers import LiveServer
 
-from models.commands import AttemptLimits, attempt_source, utcnow
+from models.write_path import AttemptLimits, attempt_source, utcnow
 
 DECLINED = "pm_card_chargeDeclined"
 

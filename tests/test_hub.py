@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from broadcaster import Broadcast
 
-from models.commands import StatusChange
 from models.rules import PaymentStatus
+from models.write_path import StatusChange
 from resolvers.live import Hub, SlowSubscriber
 
 

@@ -15,8 +15,8 @@ from gateway_support import approve_quietly, confirm, post_webhook, stripe_event
 from graphql import ExecutionResult, GraphQLError
 from servers import LiveServer
 
-from models.commands import StatusChange
 from models.rules import PaymentStatus
+from models.write_path import StatusChange
 from resolvers import live
 from schema import fanout
 

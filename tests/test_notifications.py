@@ -34,10 +34,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from models.commands import utcnow
 from models.dispatcher import Dispatcher, SmtpMailer
 from models.notifications import display_money, leaks
 from models.targets import TargetRefused, check_target
+from models.write_path import utcnow
 
 WAIT = 15  # seconds to wait for a delivery
 

@@ -23,7 +23,7 @@ from servers import LiveServer
 
 from gateways.base import ChargeRequest, GatewayError, GatewayStatus, GatewayUnavailable
 from gateways.paypal import PayPalGateway, to_minor, to_value
-from models.commands import utcnow
+from models.write_path import utcnow
 
 PAYMENT = """
 query ($id: ID!) {

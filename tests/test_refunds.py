@@ -12,7 +12,7 @@ from clients import Client
 from conftest import paid, refund
 
 from gateways.base import GatewayError
-from models.commands import utcnow
+from models.write_path import utcnow
 
 PAYMENT = """
 query ($id: ID!) {
