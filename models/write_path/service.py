@@ -1,26 +1,23 @@
 """The payment service: its settings and gateways, and the use cases as its methods.
 
-Each method hands over to the module of its use case (orders, pay, capture_cancel,
-refunds, reports); every change they make goes through core.apply.
+Each use case is a function of its own module (orders, pay, capture_cancel, refunds,
+reports) taking the service first, so it is bound here as a method; every change they
+make goes through core.apply.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 
-from gateways.base import Gateway, GatewayEvent
-from models.access import Actor
+from gateways.base import Gateway
 from models.errors import DomainError, ErrorCode, validation
 from models.outbox import Outbox
 from models.rules import OFFLINE_METHODS, PaymentMethod
-from models.tables import Order, Payment
+from models.tables import Payment
 from models.write_path import capture_cancel, orders, pay, refunds, reports
-from models.write_path.core import Outcome
 from models.write_path.events import NoPublisher, Publisher, utcnow
-from models.write_path.inputs import CustomerData, PaymentRequest
 from models.write_path.pay import AttemptLimits
 
 OFFLINE_GATEWAY = "manual"
@@ -79,48 +76,14 @@ class PaymentService:
             )
         return gateway
 
-    # -- the use cases ----------------------------------------------------------
+    # -- the use cases: each module's function, as a method --------------------
 
-    async def create_order(
-        self,
-        actor: Actor,
-        lines: Sequence[tuple[str, int]],
-        customer: CustomerData | None = None,
-        billing_address: Mapping[str, str | None] | None = None,
-    ) -> Order:
-        return await orders.create_order(self, actor, lines, customer, billing_address)
-
-    async def process_payment(self, actor: Actor, request: PaymentRequest) -> Outcome:
-        return await pay.process_payment(self, actor, request)
-
-    async def capture_payment(
-        self, actor: Actor, payment_id: str, amount: Decimal | None = None
-    ) -> Outcome:
-        return await capture_cancel.capture_payment(self, actor, payment_id, amount)
-
-    async def cancel_payment(self, actor: Actor, payment_id: str) -> Outcome:
-        return await capture_cancel.cancel_payment(self, actor, payment_id)
-
-    async def mark_payment_received(self, actor: Actor, payment_id: str) -> Outcome:
-        return await capture_cancel.mark_payment_received(self, actor, payment_id)
-
-    async def refund_payment(
-        self,
-        actor: Actor,
-        payment_id: str,
-        amount: Decimal | None = None,
-        reason: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> Outcome:
-        return await refunds.refund_payment(
-            self, actor, payment_id, amount, reason, idempotency_key
-        )
-
-    async def apply_webhook(self, gateway: str, event: GatewayEvent) -> str:
-        return await reports.apply_webhook(self, gateway, event)
-
-    async def sync_payment(self, actor: Actor, payment_id: str) -> Outcome:
-        return await reports.sync_payment(self, actor, payment_id)
-
-    async def reconcile(self, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
-        return await reports.reconcile(self, progress)
+    create_order = orders.create_order
+    process_payment = pay.process_payment
+    capture_payment = capture_cancel.capture_payment
+    cancel_payment = capture_cancel.cancel_payment
+    mark_payment_received = capture_cancel.mark_payment_received
+    refund_payment = refunds.refund_payment
+    apply_webhook = reports.apply_webhook
+    sync_payment = reports.sync_payment
+    reconcile = reports.reconcile
