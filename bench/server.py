@@ -102,7 +102,7 @@ def create_bench_app() -> Starlette:
             )
             order = await Order.filter(id=body["orderId"]).select_for_update().using_db(conn).get()
             await Order.filter(id=order.id).using_db(conn).update(version=order.version + 1)
-            await Payment.create(
+            created_row = await Payment.create(
                 using_db=conn,
                 id=payment_id,
                 order_id=order.id,
@@ -115,7 +115,7 @@ def create_bench_app() -> Starlette:
                 metadata={},
             )
             await append_events(
-                conn, payment_id, EventSource.API, now, [created(PaymentStatus.PENDING)]
+                conn, created_row, EventSource.API, now, [created(PaymentStatus.PENDING)]
             )
         charge = ChargeRequest(
             reference=payment_id,
@@ -141,7 +141,7 @@ def create_bench_app() -> Starlette:
                 )
             )
             await append_events(
-                conn, payment_id, EventSource.GATEWAY, now, [created(PaymentStatus.COMPLETED)]
+                conn, row, EventSource.GATEWAY, now, [created(PaymentStatus.COMPLETED)]
             )
             await Order.filter(id=row.order_id).using_db(conn).update(status=OrderStatus.PAID)
             await IdempotencyKey.filter(id=key.id).using_db(conn).update(completed=True)

@@ -16,10 +16,10 @@ from typing import Any
 
 from tortoise.expressions import Q
 
-from models import money
+from models import event_log, money
 from models.access import Actor
 from models.errors import DomainError, ErrorCode, not_found, validation
-from models.ids import event_id, new_id
+from models.ids import new_id
 from models.notifications import CUSTOMER_EMAILS, check_event_types, notifiable, wants
 from models.tables import (
     Notification,
@@ -95,8 +95,7 @@ class Outbox:
         self, conn: Any, payment: Payment, specs: Sequence[Mapping[str, Any]]
     ) -> Prepared | None:
         """Read what the notifications of these audit events need (endpoints, the order
-        and its lines, refunds), before the events take their positions: so that the
-        event counter's lock, taken by then, is held the least. None: nothing to tell."""
+        and its lines, refunds). None: nothing to tell."""
         kinds = [notifiable(spec["type"], spec["to_status"]) for spec in specs]
         if not any(kinds):
             return None
@@ -121,6 +120,7 @@ class Outbox:
         prepared: Prepared,
         events: Sequence[PaymentEvent],
         now: datetime,
+        installation: str = "",
     ) -> int:
         """Write the notifications of these audit events, in the caller's transaction."""
         order = prepared.order
@@ -141,7 +141,7 @@ class Outbox:
         for event, kind in zip(events, prepared.kinds, strict=True):
             if kind is None:
                 continue
-            public_id = event_id(event.id)
+            public_id = event_log.public_id(installation, event.id)
             data: dict[str, Any] = {"object": payment_snapshot(payment, order.number)}
             refund = prepared.refunds.get(str(event.data.get("refundId")))
             if kind.startswith("refund.") and refund is not None:

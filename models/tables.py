@@ -32,7 +32,7 @@ class Product(Model):
 
 
 class Counter(Model):
-    """Named counters, e.g. the order number sequence."""
+    """Named numbers: the order number sequence, this installation's id."""
 
     name = fields.CharField(max_length=32, primary_key=True)
     value = fields.BigIntField(default=0)
@@ -147,10 +147,11 @@ class Refund(Model):
 class PaymentEvent(Model):
     """The audit trail: appended in the transaction of the change, never updated.
 
-    The id is the event's commit-ordered position (see write_path/events.append_events),
-    and the subscription cursor."""
+    Its position in the log is (xid, id): see models/event_log.py. `snapshot` is the
+    payment as this change left it (models/snapshots.py); events from before snapshots
+    have none."""
 
-    id = fields.BigIntField(primary_key=True, generated=False)
+    id = fields.BigIntField(primary_key=True)
     payment: fields.ForeignKeyRelation[Payment] = fields.ForeignKeyField(
         "models.Payment", related_name="events", on_delete=fields.RESTRICT
     )
@@ -159,12 +160,16 @@ class PaymentEvent(Model):
     to_status = fields.CharEnumField(PaymentStatus, max_length=24, null=True)
     source = fields.CharEnumField(EventSource, max_length=12)
     data: Any = fields.JSONField(default=dict)
+    # The writing transaction's id on PostgreSQL; 0 on SQLite and for older events.
+    xid = fields.BigIntField(default=0)
+    snapshot: Any = fields.JSONField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     payment_id: str
 
     class Meta:
         table = "payment_event"
+        indexes = (("xid", "id"),)
 
 
 class IdempotencyKey(Model):

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from cross_web import HTTPException
 from graphql import GraphQLError
@@ -100,11 +101,25 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
     # connection name, so one name reused for another engine would send it the wrong SQL.
     engine = database_url.partition(":")[0] or "default"
     return {
-        "connections": {engine: database_url},
+        "connections": {engine: with_pool_size(database_url)},
         "apps": {"models": {"models": TORTOISE_MODULES, "default_connection": engine}},
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+# Connections per process on PostgreSQL unless the URL says (?maxsize=N): Tortoise's
+# own default of 5 starves 64 concurrent requests. Transactions here are short (no
+# gateway call is made inside one), so a pool this size keeps up with many more.
+POOL_SIZE = 20
+
+
+def with_pool_size(database_url: str) -> str:
+    parts = urlsplit(database_url)
+    if parts.scheme not in ("postgres", "asyncpg", "psycopg") or "maxsize=" in parts.query:
+        return database_url
+    query = f"{parts.query}&maxsize={POOL_SIZE}" if parts.query else f"maxsize={POOL_SIZE}"
+    return urlunsplit(parts._replace(query=query))
 
 
 @contextlib.contextmanager
@@ -470,7 +485,7 @@ def create_app(
             # `payql serve` runs first) brings the schema.
             await Tortoise.generate_schemas()
         install_redaction()  # when run by plain uvicorn/gunicorn, with their log config
-        await ensure_counters()
+        service.installation = await ensure_counters()
         if settings.seed_catalog:
             created = await seed_catalog()
             if created:

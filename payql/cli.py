@@ -117,7 +117,7 @@ def seed_demo(settings: Settings, orders: int) -> None:
         hub = Hub(make_broadcast(settings.broadcast_url))
         await hub.start()
         try:
-            await ensure_counters()
+            installation = await ensure_counters()
             created = await seed_catalog()
             if not orders:
                 return created, Counter()
@@ -128,6 +128,7 @@ def seed_demo(settings: Settings, orders: int) -> None:
                 build_service(replace(settings, customer_emails=False), hub),
                 card_gateway="simulated",
                 attempt_limits=AttemptLimits(0, 0),
+                installation=installation,
             )
             tally = await seed_history(service, orders, Progress("seeding orders", orders))
             return created, tally

@@ -1,29 +1,39 @@
-"""Live status: one broadcast subscription per process, fanned out to local listeners.
+"""Live status: the event log, read once per process and fanned out to local listeners.
 
-broadcaster's own per-subscriber queues are unbounded and its concurrent-subscribe
-race loses subscribers (see the stack notes), so the hub subscribes once, for the
-app's lifetime, and hands each message to bounded listener queues. A listener that
-falls too far behind is closed rather than let memory grow. The hub is also the
-publisher the write path calls after commit.
+Every committed change is an audit event with its position and its snapshot
+(models/event_log.py, models/snapshots.py). The hub follows the log: after each
+commit the write path broadcasts that the log grew (memory:// in one process, Redis
+across many), and the hub reads what is new, in order, below the horizon that makes
+positions final, and hands each change to every listener. A message is a doorbell,
+never the data: a lost or late one delays a change, never reorders or loses it (the
+hub also looks every second while anyone listens). broadcaster's own per-subscriber
+queues are unbounded and its concurrent-subscribe race loses subscribers (see the
+stack notes), so the hub subscribes once, for the app's lifetime; each listener has a
+bounded backlog, and one that falls too far behind is closed rather than let memory
+grow. The hub is also the publisher the write path calls after commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
 
 from opentelemetry.trace import SpanKind
 
+from models import event_log
 from models.errors import PublicError
+from models.event_log import Position
+from models.rules import PaymentStatus
+from models.snapshots import AsOf, as_of
 from models.spans import span
-from models.tables import Payment
-from models.write_path import StatusChange
+from models.tables import PaymentEvent
+from models.write_path import Committed
 from resolvers.broadcast import CONNECTION_LOST
 
 log = logging.getLogger("payql.live")
@@ -31,35 +41,80 @@ log = logging.getLogger("payql.live")
 CHANNEL = "payql.payment-status"
 RECONNECT_FIRST = 0.2  # seconds; doubling up to
 RECONNECT_MAX = 5.0
-# Work shared between subscribers (payment reads, renders), kept for recent changes.
-SHARED_READS = 256
+# While anyone listens, the log is read at least this often (a doorbell lost with a
+# process that died between its commit and its publish).
+POLL_S = 1.0
+# A newer change waits for an older transaction to end: looked at again after this,
+# doubling up to HELD_MAX.
+HELD_FIRST = 0.005
+HELD_MAX = 0.2
+BATCH = 500
+# Subscription results per (operation, variables, caller, change): see schema/fanout.py.
 SHARED_RENDERS = 1024
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class LiveChange:
-    cursor: int
+class Change:
+    """One committed change, as subscribers are sent it: the audit event and the
+    payment as it left it."""
+
+    position: Position
+    event_id: int
+    type: str
     payment_id: str
     order_id: str
     customer_id: str
-    previous: str | None
-    status: str
-    occurred_at: str
+    previous: PaymentStatus | None
+    status: PaymentStatus
+    occurred_at: datetime
+    as_of: AsOf
+    live: bool = False  # read by the hub (shared by its listeners), not a replay
 
-    @classmethod
-    def parse(cls, message: str) -> LiveChange:
-        d = json.loads(message)
-        return cls(
-            cursor=int(d["cursor"]),
-            payment_id=d["paymentId"],
-            order_id=d["orderId"],
-            customer_id=d["customerId"],
-            previous=d["previous"],
-            status=d["status"],
-            occurred_at=d["occurredAt"],
-        )
+
+async def change_of(event: PaymentEvent, live: bool = False) -> Change:
+    state = await as_of(event)
+    payment = state.payment
+    moved = event.to_status is not None
+    return Change(
+        position=event_log.position(event),
+        event_id=event.id,
+        type=event.type,
+        payment_id=event.payment_id,
+        order_id=payment.order_id,
+        customer_id=payment.customer_id,
+        # A change that left the status where it was says so: both are that status.
+        previous=event.from_status if moved else payment.status,
+        status=event.to_status if event.to_status is not None else payment.status,
+        occurred_at=event.created_at,
+        as_of=state,
+        live=live,
+    )
+
+
+class Log(Protocol):
+    """Where the hub reads committed changes."""
+
+    async def end(self) -> Position: ...
+
+    async def read(self, mark: Position, limit: int) -> tuple[list[Change], bool]:
+        """The final changes after `mark`, oldest first, at most `limit`; and whether
+        newer ones are held back (committed, but an older transaction still runs)."""
+        ...
+
+
+class EventLog:
+    """The payment_event table."""
+
+    async def end(self) -> Position:
+        return await event_log.end()
+
+    async def read(self, mark: Position, limit: int) -> tuple[list[Change], bool]:
+        horizon = await event_log.horizon()  # first: see models/event_log.py
+        rows = await PaymentEvent.filter(event_log.after(mark)).order_by("xid", "id").limit(limit)
+        final = [row for row in rows if row.xid < horizon]
+        return [await change_of(row, live=True) for row in final], len(final) < len(rows)
 
 
 class SlowSubscriber(PublicError):
@@ -79,12 +134,12 @@ class Listener:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.items: deque[LiveChange] = deque()
+        self.items: deque[Change] = deque()
         self.waiter: asyncio.Future[None] | None = None
         self.overflowed = False
         self.interrupted = False
 
-    def offer(self, change: LiveChange) -> None:
+    def offer(self, change: Change) -> None:
         if len(self.items) >= self.size:
             self.overflowed = True
         else:
@@ -99,7 +154,7 @@ class Listener:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    async def get(self) -> LiveChange:
+    async def get(self) -> Change:
         while True:
             if self.overflowed:
                 raise SlowSubscriber(
@@ -145,40 +200,50 @@ class Shared(Generic[T]):
 
 
 class Hub:
-    def __init__(self, broadcast: Any, queue_size: int = 1000) -> None:
+    def __init__(
+        self, broadcast: Any, queue_size: int = 1000, log: Log | None = None, poll_s: float = POLL_S
+    ) -> None:
         self.broadcast = broadcast
         self.queue_size = queue_size
+        self.log: Log = log or EventLog()
+        self.poll_s = poll_s
         self.listeners: set[Listener] = set()
+        # The last change handed to listeners: they get every change after it.
+        self.position: Position = event_log.START
+        self._joins = 0
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._tailing: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.connected = False  # the broadcast subscription is up (/readyz)
-        self._reads: Shared[Payment] = Shared(SHARED_READS)
-        # Subscription results per (operation, variables, caller, change): see
-        # schema/fanout.py.
         self.renders: Shared[Any] = Shared(SHARED_RENDERS)
 
-    async def publish(self, change: StatusChange) -> None:
+    async def publish(self, change: Committed) -> None:
         attributes = {
             "messaging.operation.type": "send",
             "messaging.destination.name": CHANNEL,
             "payql.payment.id": change.payment_id,
-            "payql.payment.status": change.status.value,
-            "payql.cursor": change.cursor,
+            "payql.event.type": change.type,
+            "payql.cursor": change.event_id,
         }
         async with span("payql.publish", attributes, kind=SpanKind.PRODUCER):
             await self.broadcast.publish(CHANNEL, change.to_json())
 
     async def start(self) -> None:
+        self.position = await self.log.end()
+        self._tailing = asyncio.create_task(self._tail(), name="payql-live-log")
         self._task = asyncio.create_task(self._run(), name="payql-live-hub")
         await self._ready.wait()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        with contextlib.suppress(Exception):
-            await self.broadcast.disconnect()
+        for task in (self._task, self._tailing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.connected:  # else _run disconnected it when the connection was lost
+            with contextlib.suppress(Exception):
+                await self.broadcast.disconnect()
 
     async def _run(self) -> None:
         """Connect and hold the one subscription. When the connection is lost, end the
@@ -195,7 +260,7 @@ class Hub:
                     async for event in subscriber:
                         if event.message == CONNECTION_LOST:
                             raise ConnectionError("the broadcast connection was lost")
-                        self._deliver(event.message)
+                        self._wake.set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -209,26 +274,54 @@ class Hub:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX)
 
-    def _deliver(self, message: str) -> None:
-        try:
-            change = LiveChange.parse(message)
-        except (ValueError, KeyError, TypeError):
-            log.warning("dropped a malformed broadcast message")
-            return
-        for listener in list(self.listeners):
-            listener.offer(change)
+    async def _tail(self) -> None:
+        """Read the log when told it grew (and every poll_s while anyone listens, and
+        soon again while newer changes wait for an older transaction)."""
+        held_delay: float | None = None
+        while True:
+            timeout = held_delay if held_delay is not None else self.poll_s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout if self.listeners else None)
+            self._wake.clear()
+            try:
+                held = await self._catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("could not read the event log; trying again")
+                held = True
+            if held:
+                held_delay = min(held_delay * 2, HELD_MAX) if held_delay else HELD_FIRST
+            else:
+                held_delay = None
 
-    async def payment_after(self, payment_id: str, cursor: int) -> Payment:
-        """The payment as read after change `cursor` committed, read once per process
-        however many subscribers send that change: the first asks the database, the
-        others wait for the same answer. Any read made after the change arrived shows
-        it (or something newer), so sharing it is as fresh as reading it again."""
-        return await self._reads.get((payment_id, cursor), lambda: Payment.get(id=payment_id))
+    async def _catch_up(self) -> bool:
+        if not self.listeners:
+            # No one to tell: move to the end, unless someone began listening meanwhile
+            # (they are owed every change after the position they joined at).
+            joins = self._joins
+            mark = await self.log.end()
+            if joins == self._joins:
+                self.position = max(self.position, mark)
+                return False
+        while True:
+            changes, held = await self.log.read(self.position, BATCH)
+            for change in changes:
+                for listener in list(self.listeners):
+                    listener.offer(change)
+                self.position = change.position
+            if held or len(changes) < BATCH:
+                return held
 
     @contextlib.asynccontextmanager
     async def listen(self) -> AsyncIterator[Listener]:
+        """Every change after the hub's position when this is entered, in order: read
+        the backlog after entering it, and nothing falls between the two."""
         listener = Listener(self.queue_size)
         self.listeners.add(listener)
+        self._joins += 1
+        if len(self.listeners) == 1:
+            self._wake.set()  # the log is polled while anyone listens: from now
         try:
             yield listener
         finally:

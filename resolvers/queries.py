@@ -13,9 +13,10 @@ from tortoise.expressions import Q
 from tortoise.functions import Count
 from tortoise.queryset import QuerySet
 
+from models import event_log
 from models.access import fits, one_order, one_payment, visible_orders, visible_payments
 from models.rules import SUCCEEDED, PaymentMethod, PaymentStatus
-from models.tables import Order, Payment, PaymentEvent, Product
+from models.tables import Order, Payment, Product
 from resolvers.context import Context
 
 MAX_PAGE = 100
@@ -101,12 +102,12 @@ async def payments(
 
 
 async def live_cursor(ctx: Context) -> int:
-    """The newest committed change's position. Positions commit in order (see
-    models/write_path/events.append_events), so every change up to it is visible now."""
+    """The newest final change (models/event_log.py): every change up to it is
+    visible now, and none before it can still commit."""
     if not ctx.who.admin:
         raise query_error("FORBIDDEN", "only an admin can see the live cursor")
-    newest = await PaymentEvent.all().order_by("-id").first()
-    return newest.id if newest is not None else 0
+    _, newest = await event_log.end()
+    return newest
 
 
 async def payment_stats(

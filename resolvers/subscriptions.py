@@ -1,31 +1,25 @@
-"""The paymentStatusChanged subscription: backlog or current state first, then live."""
+"""The paymentStatusChanged subscription: backlog or current state first, then live.
+
+Every committed change is a message (its audit event's type, and the payment as that
+change left it), in the log's order: after a cursor, each change committed since is
+sent once, none skipped (models/event_log.py says why that holds across processes).
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import datetime
 
 from graphql import GraphQLError
 from tortoise.queryset import QuerySet
 
+from models import event_log
 from models.access import Actor, one_order, one_payment
-from models.ids import event_position
-from models.rules import PaymentStatus
+from models.event_log import Position
 from models.tables import PaymentEvent
 from resolvers.context import Context
-from resolvers.live import LiveChange
-
-
-@dataclass(frozen=True)
-class Change:
-    cursor: int
-    payment_id: str
-    previous: PaymentStatus | None
-    status: PaymentStatus
-    occurred_at: datetime
-    live: bool = False  # just broadcast (not replayed from the backlog)
+from resolvers.live import Change, change_of
 
 
 @dataclass(frozen=True)
@@ -34,7 +28,7 @@ class _Scope:
     payment_id: str | None
     order_id: str | None
 
-    def matches(self, change: LiveChange) -> bool:
+    def matches(self, change: Change) -> bool:
         if self.payment_id is not None and change.payment_id != self.payment_id:
             return False
         if self.order_id is not None and change.order_id != self.order_id:
@@ -60,7 +54,8 @@ async def payment_status_changed(
         raise _refuse("FORBIDDEN", "name a paymentId or orderId (only admins may watch all)")
     position = None
     if after is not None:
-        position = event_position(after)
+        number = event_log.event_number(ctx.service.installation, after)
+        position = None if number is None else await event_log.resolve(number)
         if position is None:
             raise _refuse("VALIDATION", "after is not a cursor from this subscription")
     scope = _Scope(actor, payment_id, order_id)
@@ -80,51 +75,40 @@ async def payment_status_changed(
 
 
 async def _follow(
-    ctx: Context, scope: _Scope, position: int | None
+    ctx: Context, scope: _Scope, position: Position | None
 ) -> AsyncGenerator[Change, None]:
     assert ctx.live is not None
-    payment_id, order_id = scope.payment_id, scope.order_id
-    # Listen first, then read: a change committed in between is in both, and skipped
-    # once. Positions are commit-ordered (models/write_path/events.append_events), so the
-    # backlog after a cursor has no gaps; per payment, nothing older than what was
-    # sent is sent again, so a page never steps back to a stale status.
+    # Listen first, then read: a change committed in between is in both, and sent
+    # once. The hub hands on every change after the position it had when we began
+    # listening, and the backlog holds every final one up to now: no gap between.
     async with ctx.live.listen() as listener:
-        floor = position or 0
-        sent: dict[str, int] = {}  # payment id -> the last cursor sent for it
+        floor = position or event_log.START
+        sent: dict[str, Position] = {}  # payment id -> the last change sent for it
         backlog: list[PaymentEvent] = []
         if position is not None:
-            backlog = await _events(scope).filter(id__gt=position).order_by("id")
-        elif payment_id is not None or order_id is not None:
+            backlog = (
+                await (await event_log.final(_events(scope)))
+                .filter(event_log.after(position))
+                .order_by("xid", "id")
+            )
+        elif scope.payment_id is not None or scope.order_id is not None:
             backlog = await _current_state(scope)
         for event in backlog:
-            sent[event.payment_id] = event.id
-            assert event.to_status is not None
-            yield Change(
-                cursor=event.id,
-                payment_id=event.payment_id,
-                previous=event.from_status,
-                status=event.to_status,
-                occurred_at=event.created_at,
-            )
+            change = await change_of(event)
+            sent[change.payment_id] = change.position
+            yield change
         while True:
             live = await listener.get()
-            if live.cursor <= max(floor, sent.get(live.payment_id, 0)):
+            if live.position <= max(floor, sent.get(live.payment_id, event_log.START)):
                 continue
             if not scope.matches(live):
                 continue
-            sent[live.payment_id] = live.cursor
-            yield Change(
-                cursor=live.cursor,
-                payment_id=live.payment_id,
-                previous=PaymentStatus(live.previous) if live.previous else None,
-                status=PaymentStatus(live.status),
-                occurred_at=datetime.fromisoformat(live.occurred_at),
-                live=True,
-            )
+            sent[live.payment_id] = live.position
+            yield live
 
 
 def _events(scope: _Scope) -> QuerySet[PaymentEvent]:
-    query = PaymentEvent.filter(to_status__isnull=False)
+    query = PaymentEvent.all()
     if scope.payment_id is not None:
         query = query.filter(payment_id=scope.payment_id)
     if scope.order_id is not None:
@@ -135,8 +119,8 @@ def _events(scope: _Scope) -> QuerySet[PaymentEvent]:
 
 
 async def _current_state(scope: _Scope) -> list[PaymentEvent]:
-    """Each matching payment's latest status event: its state now, oldest payment first."""
+    """Each matching payment's latest change: its state now, oldest payment first."""
     latest: dict[str, PaymentEvent] = {}
-    for event in await _events(scope).order_by("id"):
+    for event in await (await event_log.final(_events(scope))).order_by("xid", "id"):
         latest[event.payment_id] = event
-    return sorted(latest.values(), key=lambda e: e.id)
+    return sorted(latest.values(), key=event_log.position)

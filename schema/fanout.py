@@ -42,7 +42,7 @@ class SharedRenderExecutor(StrawberryGraphQLCoreExecutionContext):
             json.dumps(variables, sort_keys=True, default=str) if variables else "",
             actor,
             change.payment_id,
-            change.cursor,
+            change.position,
         )
         return _SharedEvent(executor, hub.renders, key, self.operation)  # type: ignore[return-value]
 

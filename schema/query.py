@@ -7,7 +7,7 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from models.ids import event_id
+from models.event_log import public_id
 from models.write_path import utcnow
 from resolvers import notifications, queries
 from resolvers.context import Context
@@ -141,7 +141,8 @@ class Query:
         ),
     )
     async def live_cursor(self, info: Info[Context, None]) -> strawberry.ID:
-        return strawberry.ID(event_id(await queries.live_cursor(info.context)))
+        number = await queries.live_cursor(info.context)
+        return strawberry.ID(public_id(info.context.service.installation, number))
 
     @strawberry.field(
         extensions=[GuardInput()],

@@ -8,37 +8,48 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from models import tables
-from models.ids import event_id
+from models.event_log import public_id
 from resolvers import subscriptions
 from resolvers.context import Context
+from resolvers.live import Change
 from schema.enums import PaymentStatus
 from schema.guards import guard_input
 from schema.types import Payment
 
 
-@strawberry.type
+@strawberry.type(
+    description=(
+        "One committed change to a payment: what happened (`type`) and the payment as "
+        "that change left it."
+    )
+)
 class PaymentStatusChange:
-    change: strawberry.Private[subscriptions.Change]
+    change: strawberry.Private[Change]
 
     @strawberry.field(
         description="Pass as `after` to resume a subscription without missing a change."
     )
-    def cursor(self) -> strawberry.ID:
-        return strawberry.ID(event_id(self.change.cursor))
+    def cursor(self, info: Info[Context, None]) -> strawberry.ID:
+        return strawberry.ID(public_id(info.context.service.installation, self.change.event_id))
 
-    @strawberry.field
-    async def payment(self, info: Info[Context, None]) -> Payment:
-        # Read after the change committed, once per process for all its subscribers
-        # (never from a per-connection cache).
-        live = info.context.live
-        if live is None or not self.change.live:
-            # A replayed change is read fresh: a shared read made for an older change
-            # could show a subscriber a state older than one it has already seen.
-            return Payment.of(await tables.Payment.get(id=self.change.payment_id))
-        return Payment.of(await live.payment_after(self.change.payment_id, self.change.cursor))
+    @strawberry.field(
+        description=(
+            "The audit event's type: payment.status_changed, refund.succeeded, dispute.created, …"
+        )
+    )
+    def type(self) -> str:
+        return self.change.type
 
-    @strawberry.field
+    @strawberry.field(
+        description=(
+            "The payment as this change left it (its refunds, disputes and events too; "
+            "its order as it is now)."
+        )
+    )
+    def payment(self) -> Payment:
+        return Payment.as_of(self.change.as_of)
+
+    @strawberry.field(description="Equal to status when the change left the status as it was.")
     def previous_status(self) -> PaymentStatus | None:
         return self.change.previous
 
@@ -55,7 +66,8 @@ class PaymentStatusChange:
 class Subscription:
     @strawberry.subscription(
         description=(
-            "Live status changes, filtered by payment or by order (admins may omit both).\n"
+            "Every committed change to a payment (status, amounts, refunds, disputes), "
+            "filtered by payment or by order (admins may omit both).\n"
             "With paymentId or orderId, the first messages carry the current state of each\n"
             "matching payment. With `after`, every change since that cursor is replayed\n"
             "first, in order, with none missed or repeated; then live changes follow."

@@ -16,7 +16,8 @@ from strawberry.types import Info
 from models import money, rules, tables
 from models.access import owns
 from models.errors import DomainError
-from models.ids import event_id
+from models.event_log import public_id
+from models.snapshots import AsOf
 from resolvers.context import Context
 from schema.enums import (
     CaptureMethod,
@@ -202,10 +203,16 @@ class Order:
 @strawberry.type
 class Payment:
     row: strawberry.Private[tables.Payment]
+    # Shown as one change left it (a subscription's message), not as it is now.
+    then: strawberry.Private[AsOf | None] = None
 
     @classmethod
     def of(cls, row: tables.Payment) -> Payment:
         return cls(row=row)
+
+    @classmethod
+    def as_of(cls, state: AsOf) -> Payment:
+        return cls(row=state.payment, then=state)
 
     def _money(self, minor: int) -> Decimal:
         return money.to_major(minor, self.row.currency)
@@ -335,6 +342,8 @@ class Payment:
 
     @strawberry.field
     async def refunds(self, info: Info[Context, None]) -> list[Refund]:
+        if self.then is not None:
+            return [Refund.of(r) for r in self.then.refunds]
         rows = await info.context.loaders.refunds_by_payment_id.load(self.row.id)
         return [Refund.of(r) for r in rows]
 
@@ -353,7 +362,10 @@ class Payment:
 
     @strawberry.field(description="Chargebacks the gateway reported, oldest first.")
     async def disputes(self, info: Info[Context, None]) -> list[Dispute]:
-        rows = await info.context.loaders.disputes_by_payment_id.load(self.row.id)
+        if self.then is not None:
+            rows = self.then.disputes
+        else:
+            rows = await info.context.loaders.disputes_by_payment_id.load(self.row.id)
         return [
             Dispute(
                 id=strawberry.ID(d.id),
@@ -370,6 +382,8 @@ class Payment:
     @strawberry.field(description="The audit trail, oldest first.")
     async def events(self, info: Info[Context, None]) -> list[PaymentEvent]:
         rows = await info.context.loaders.events_by_payment_id.load(self.row.id)
+        if self.then is not None:  # a payment's events are numbered in commit order
+            rows = [e for e in rows if e.id <= self.then.event_id]
         return [PaymentEvent.of(e) for e in rows]
 
     @strawberry.field
@@ -569,8 +583,8 @@ class PaymentEvent:
         return cls(row=row)
 
     @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(event_id(self.row.id))
+    def id(self, info: Info[Context, None]) -> strawberry.ID:
+        return strawberry.ID(public_id(info.context.service.installation, self.row.id))
 
     @strawberry.field
     def payment_id(self) -> strawberry.ID:

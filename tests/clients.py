@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from models.write_path import Committed
+
 
 class GraphQLError(AssertionError):
     pass
@@ -56,6 +58,7 @@ class Subscription:
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self._ids = 0
+        self._status: str | None = None  # the status of the last message read
 
     @classmethod
     @asynccontextmanager
@@ -102,7 +105,20 @@ class Subscription:
             assert message["type"] == "next", message
             assert not message["payload"].get("errors"), message
             data: dict[str, Any] = message["payload"]["data"]
+            change = data.get("paymentStatusChanged")
+            if isinstance(change, dict) and "status" in change:
+                self._status = change["status"]
             return data
+
+    async def next_move(self) -> dict[str, Any]:
+        """The next message whose status differs from the one before it: changes that
+        leave the status where it was (a refund reserved, a webhook noted, …) are
+        skipped. For tests about status moves; the others read every message."""
+        before = self._status
+        while True:
+            data = await self.next()
+            if data["paymentStatusChanged"]["status"] != before:
+                return data
 
     async def refusal(self) -> str:
         """The error code of a refused subscription (an `error`, or a `next` with errors)."""
@@ -117,6 +133,11 @@ class Subscription:
         return code
 
 
+def cursor_number(cursor: str) -> int:
+    """The event number in a cursor (evt_<installation>_<number>)."""
+    return int(cursor.rsplit("_", 1)[-1])
+
+
 async def status_reaches(client: Client, payment_id: str, status: str) -> None:
     """Wait until the payment has `status` (webhooks arrive a moment after their cause)."""
     query = "query ($id: ID!) { paymentStatus(id: $id) }"
@@ -125,3 +146,42 @@ async def status_reaches(client: Client, payment_id: str, status: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{payment_id} never became {status}")
         await asyncio.sleep(0.02)
+
+
+class MemoryLog:
+    """A log kept in memory, for tests of the hub's own work (queues, the broadcast):
+    what the write path appends to payment_event, without a database. Two hubs given
+    one MemoryLog stand for two workers on one database."""
+
+    def __init__(self) -> None:
+        self.changes: list[Any] = []
+
+    def append(self, payment_id: str = "pay_x") -> Committed:
+        from datetime import UTC, datetime
+
+        from models.rules import PaymentStatus
+        from resolvers.live import Change
+
+        number = len(self.changes) + 1
+        self.changes.append(
+            Change(
+                position=(0, number),
+                event_id=number,
+                type="payment.status_changed",
+                payment_id=payment_id,
+                order_id="ord_x",
+                customer_id="cus_x",
+                previous=PaymentStatus.PENDING,
+                status=PaymentStatus.COMPLETED,
+                occurred_at=datetime.now(UTC),
+                as_of=None,  # type: ignore[arg-type]
+                live=True,
+            )
+        )
+        return Committed(xid=0, event_id=number, payment_id=payment_id, type="payment.x")
+
+    async def end(self) -> tuple[int, int]:
+        return self.changes[-1].position if self.changes else (0, 0)
+
+    async def read(self, mark: tuple[int, int], limit: int) -> tuple[list[Any], bool]:
+        return [c for c in self.changes if c.position > mark][:limit], False

@@ -23,9 +23,9 @@ changes a status or an amount), `inputs` (what the entry points hand in, checked
 from models.access import owns
 from models.write_path.core import Busy, Outcome, PaymentUnknown
 from models.write_path.events import (
+    Committed,
     NoPublisher,
     Publisher,
-    StatusChange,
     append_events,
     ensure_counters,
     utcnow,
@@ -37,6 +37,7 @@ from models.write_path.service import PaymentService
 __all__ = [
     "AttemptLimits",
     "Busy",
+    "Committed",
     "CustomerData",
     "NoPublisher",
     "Outcome",
@@ -44,7 +45,6 @@ __all__ = [
     "PaymentService",
     "PaymentUnknown",
     "Publisher",
-    "StatusChange",
     "append_events",
     "attempt_source",
     "ensure_counters",

@@ -19,13 +19,14 @@ from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
 from gateways.base import ChargeState, DisputeReport, RefundOutcome, RefundReport
-from models import rules
+from models import event_log, rules
 from models.errors import DomainError, ErrorCode
 from models.ids import new_id
 from models.rules import EventSource, OrderStatus, PaymentStatus, RefundStatus, Reported
+from models.snapshots import payment_state
 from models.spans import span
 from models.tables import Dispute, IdempotencyKey, Order, OrderLine, Payment, Product, Refund
-from models.write_path.events import StatusChange, append_events, change_of
+from models.write_path.events import Committed, append_events, committed
 from models.write_path.inputs import checked_text
 
 if TYPE_CHECKING:
@@ -72,7 +73,17 @@ class Tx:
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def event(self, type_: str, **data: Any) -> None:
-        self.events.append({"type": type_, "from_status": None, "to_status": None, "data": data})
+        """An audit event that leaves the status where it is; it carries the payment as
+        it stands at this point of the change."""
+        self.events.append(
+            {
+                "type": type_,
+                "from_status": None,
+                "to_status": None,
+                "data": data,
+                "state": payment_state(self.payment),
+            }
+        )
 
     def move(
         self, status: PaymentStatus, type_: str = "payment.status_changed", **data: Any
@@ -90,7 +101,13 @@ class Tx:
         if status is PaymentStatus.COMPLETED and self.payment.completed_at is None:
             self.payment.completed_at = self.now
         self.events.append(
-            {"type": type_, "from_status": current, "to_status": status, "data": data}
+            {
+                "type": type_,
+                "from_status": current,
+                "to_status": status,
+                "data": data,
+                "state": payment_state(self.payment),
+            }
         )
 
     def absorb(self, state: ChargeState, **data: Any) -> Reported:
@@ -150,6 +167,7 @@ class Tx:
             if gateway_refund_id and not refund.gateway_refund_id:
                 refund.gateway_refund_id = gateway_refund_id
                 await refund.save(using_db=self.conn, update_fields=["gateway_refund_id"])
+                self.event("refund.updated", refundId=refund.id, gatewayRefundId=gateway_refund_id)
             return
         p = self.payment
         p.refund_pending -= refund.amount
@@ -306,13 +324,18 @@ async def apply(
                 ),
                 in_transaction() as conn,
             ):
+                # Before any write: this payment's changes are ordered by the xids
+                # their transactions get at their first write (models/event_log.py).
+                await event_log.serialize(conn, payment_id)
                 payment = await Payment.select_for_update().using_db(conn).get(id=payment_id)
                 before = snapshot(payment)
                 version = payment.version
                 tx = Tx(payment=payment, conn=conn, now=svc.clock(), source=source)
                 await decide(tx)
                 changed = {k: v for k, v in snapshot(payment).items() if before[k] != v}
-                if changed or tx.events:
+                if changed and not tx.events:  # every change is an event
+                    tx.event("payment.updated", fields=sorted(changed))
+                if tx.events:
                     updated = (
                         await Payment.filter(id=payment_id, version=version)
                         .using_db(conn)
@@ -322,35 +345,52 @@ async def apply(
                         raise _Conflict
                     payment.version = version + 1
                     payment.updated_at = tx.now
+                    for spec in tx.events:
+                        spec["state"]["updated_at"] = tx.now.isoformat()
                 if "status" in changed:
                     await follow_payments(payment.order_id, conn)
                 if complete is not None:
                     await IdempotencyKey.filter(id=complete).using_db(conn).update(completed=True)
-                # What the changes' notifications need, read before the events
-                # take positions, so that only their one insert is made while the
-                # event counter's lock is held.
                 telling = await svc.outbox.prepare(conn, payment, tx.events)
-                events = await append_events(conn, payment_id, source, tx.now, tx.events)
-                changes = [change_of(payment, e) for e in events if e.to_status is not None]
+                events = []
+                if tx.events:
+                    # The lists the payment shows, as this change leaves them.
+                    refunds = (
+                        await Refund.filter(payment_id=payment_id)
+                        .order_by("created_at", "id")
+                        .using_db(conn)
+                    )
+                    disputes = (
+                        await Dispute.filter(payment_id=payment_id)
+                        .order_by("created_at")
+                        .using_db(conn)
+                    )
+                    events = await append_events(
+                        conn, payment, source, tx.now, tx.events, refunds, disputes
+                    )
                 # The outbox, in this transaction: sent only if this commits.
                 told = 0
                 if telling is not None:
-                    told = await svc.outbox.write(conn, payment, telling, events, tx.now)
+                    told = await svc.outbox.write(
+                        conn, payment, telling, events, tx.now, svc.installation
+                    )
         except _Conflict:
             continue
         if told and svc.outbox.wake is not None:
             svc.outbox.wake()
-        await publish(svc, changes)
+        await publish(svc, committed(events))
         return payment
     raise Busy()
 
 
-async def publish(svc: PaymentService, changes: list[StatusChange]) -> None:
-    for change in changes:
-        try:
-            await svc.publisher.publish(change)
-        except Exception:  # the change is committed; subscribers resume with `after`
-            log.exception("could not publish %s of %s", change.cursor, change.payment_id)
+async def publish(svc: PaymentService, change: Committed | None) -> None:
+    """Say, after the commit, that the log grew (live status reads it from there)."""
+    if change is None:
+        return
+    try:
+        await svc.publisher.publish(change)
+    except Exception:  # the change is committed; live status finds it in the log anyway
+        log.exception("could not publish %s of %s", change.event_id, change.payment_id)
 
 
 async def follow_payments(order_id: str, conn: Any) -> None:

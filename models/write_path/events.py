@@ -1,29 +1,23 @@
-"""The audit log and its broadcast: events appended with commit-ordered positions (the
-cursors subscribers resume after), the status changes published once committed, and
-the counters the write path takes numbers from."""
+"""The audit log and its broadcast: events appended with their positions (see
+models/event_log.py: no row every writer shares) and the payment each change left
+(models/snapshots.py); after the commit, one message that says the log grew.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
 
-from models.rules import EventSource, PaymentStatus
-from models.tables import Counter, Payment, PaymentEvent
-
-if TYPE_CHECKING:
-    pass
-
+from models import event_log, snapshots
+from models.rules import EventSource
+from models.tables import Counter, Dispute, Payment, PaymentEvent, Refund
 
 ORDER_COUNTER = "order"
-
-
-EVENT_COUNTER = "event"
 
 
 def utcnow() -> datetime:
@@ -31,94 +25,84 @@ def utcnow() -> datetime:
 
 
 @dataclass(frozen=True)
-class StatusChange:
-    """A committed status change, as broadcast to subscribers: small and flat."""
+class Committed:
+    """The newest event of a committed change, as broadcast: small and flat. Live
+    status reads the log itself (resolvers/live.py); this only says it grew."""
 
-    cursor: int
+    xid: int
+    event_id: int
     payment_id: str
-    order_id: str
-    customer_id: str
-    previous: PaymentStatus | None
-    status: PaymentStatus
-    occurred_at: datetime
+    type: str
+
+    @property
+    def position(self) -> event_log.Position:
+        return (self.xid, self.event_id)
 
     def to_json(self) -> str:
         return json.dumps(
-            {
-                "cursor": self.cursor,
-                "paymentId": self.payment_id,
-                "orderId": self.order_id,
-                "customerId": self.customer_id,
-                "previous": self.previous.value if self.previous else None,
-                "status": self.status.value,
-                "occurredAt": self.occurred_at.isoformat(),
-            },
+            {"xid": self.xid, "id": self.event_id, "paymentId": self.payment_id, "type": self.type},
             separators=(",", ":"),
         )
 
 
 class Publisher(Protocol):
-    async def publish(self, change: StatusChange) -> None: ...
+    async def publish(self, change: Committed) -> None: ...
 
 
 class NoPublisher:
-    async def publish(self, change: StatusChange) -> None:
+    async def publish(self, change: Committed) -> None:
         return None
 
 
 async def append_events(
     conn: Any,
-    payment_id: str,
+    payment: Payment,
     source: EventSource,
     now: datetime,
     specs: Sequence[Mapping[str, Any]],
+    refunds: Iterable[Refund] = (),
+    disputes: Iterable[Dispute] = (),
 ) -> list[PaymentEvent]:
-    """Append audit events with commit-ordered positions (their ids, the cursors).
-
-    The counter row stays locked until commit, so no position ever commits after a
-    higher one: a reader that has seen position N has seen every position below it.
+    """Append audit events, each with its position and a snapshot of the payment: as
+    the spec's "state" says it was when the event happened in the transaction, or as
+    it is now; with the payment's refunds and disputes as this transaction leaves them.
     """
     if not specs:
         return []
-    taken = (
-        await Counter.filter(name=EVENT_COUNTER)
-        .using_db(conn)
-        .update(value=F("value") + len(specs))
-    )
-    if taken != 1:
-        raise RuntimeError("the event counter is missing: start the service once to create it")
-    last = (await Counter.filter(name=EVENT_COUNTER).using_db(conn).get()).value
-    events = [
-        PaymentEvent(
-            id=last - len(specs) + 1 + offset,
-            payment_id=payment_id,
-            source=source,
-            created_at=now,
-            **spec,
-        )
-        for offset, spec in enumerate(specs)
+    refunds, disputes = list(refunds), list(disputes)
+    now_state = snapshots.payment_state(payment)
+    rows = [
+        {
+            **{k: v for k, v in spec.items() if k != "state"},
+            "payment_id": payment.id,
+            "source": source,
+            "created_at": now,
+            "snapshot": snapshots.encode(spec.get("state") or now_state, refunds, disputes),
+        }
+        for spec in specs
     ]
+    taken = await event_log.take_positions(conn, len(rows))
+    if taken is None:  # SQLite: the insert numbers them, in commit order
+        return [await PaymentEvent.create(using_db=conn, **row) for row in rows]
+    xid, ids = taken
+    events = [PaymentEvent(id=id_, xid=xid, **row) for row, id_ in zip(rows, ids, strict=True)]
     await PaymentEvent.bulk_create(events, using_db=conn)
     return events
 
 
-async def ensure_counters() -> None:
-    """The counters the write path takes numbers from (order numbers, event positions)."""
-    for name in (ORDER_COUNTER, EVENT_COUNTER):
-        try:
-            await Counter.get_or_create(name=name, defaults={"value": 0})
-        except IntegrityError:  # another worker created it first
-            pass
+async def ensure_counters() -> str:
+    """The counters the write path takes numbers from (order numbers); returns this
+    installation's id (models/event_log.installation)."""
+    try:
+        await Counter.get_or_create(name=ORDER_COUNTER, defaults={"value": 0})
+    except IntegrityError:  # another worker created it first
+        pass
+    return await event_log.installation()
 
 
-def change_of(payment: Payment, event: PaymentEvent) -> StatusChange:
-    assert event.to_status is not None
-    return StatusChange(
-        cursor=event.id,
-        payment_id=payment.id,
-        order_id=payment.order_id,
-        customer_id=payment.customer_id,
-        previous=event.from_status,
-        status=event.to_status,
-        occurred_at=event.created_at,
-    )
+def committed(events: Sequence[PaymentEvent]) -> Committed | None:
+    """What to broadcast once these events are committed: the newest."""
+    if not events:
+        return None
+    last = events[-1]
+    return Committed(xid=last.xid, event_id=last.id, payment_id=last.payment_id, type=last.type)

@@ -25,7 +25,7 @@ from models.spans import span
 from models.tables import Counter, IdempotencyKey, Order, Payment
 from models.write_path.core import Decide, Outcome, apply, publish
 from models.write_path.decisions import Absorb, fail_with, note_event
-from models.write_path.events import append_events, change_of
+from models.write_path.events import append_events, committed
 from models.write_path.idempotency import await_first
 from models.write_path.inputs import PaymentRequest, checked_address, checked_key, checked_metadata
 from models.write_path.steps import complete_if_approved
@@ -135,7 +135,7 @@ async def process_payment(svc: PaymentService, actor: Actor, request: PaymentReq
             )
             [created] = await append_events(
                 conn,
-                payment.id,
+                payment,
                 EventSource.API,
                 svc.clock(),
                 [
@@ -157,7 +157,7 @@ async def process_payment(svc: PaymentService, actor: Actor, request: PaymentReq
         # A concurrent request with the same key recorded its intent first.
         existing = await IdempotencyKey.get(scope=scope, key=key)
         return await _replay_payment(svc, actor, existing, fingerprint)
-    await publish(svc, [change_of(payment, created)])
+    await publish(svc, committed([created]))
 
     # Phase 2: the gateway, outside any transaction.
     charge = ChargeRequest(

@@ -41,6 +41,8 @@ class PaymentService:
     attempt_limits: AttemptLimits = field(default_factory=lambda: AttemptLimits())
     # Customers' emails and merchants' webhooks, written with each change.
     outbox: Outbox = field(default_factory=Outbox)
+    # In every public event id (models/event_log.installation); set at start-up.
+    installation: str = ""
 
     # -- which gateway ----------------------------------------------------------
 

@@ -4,9 +4,8 @@
 // subscription). Before the list is read, `liveCursor` says where the changes stand;
 // the subscription starts `after` it, so a change made while the list was read is
 // not missed. Whenever it has to start again (a dropped network, a restarted server)
-// it resumes a little behind the newest change seen: changes are published after
-// their commit, so one can arrive after a newer one. What is replayed and already
-// shown is dropped, per payment.
+// it resumes `after` the last change received: the server sends every change after a
+// cursor once, in order, so nothing is missed and nothing is shown twice.
 import {
   claims,
   el,
@@ -72,9 +71,7 @@ const state = {
   token: "",
   rows: new Map(), // payment id -> row, as the table shows it
   total: 0,
-  cursor: null, // where a (re)started subscription starts: see resumeFrom()
-  recent: [], // positions of the latest changes seen
-  seen: new Map(), // payment id -> the newest change position shown for it
+  cursor: null, // the last change received: a (re)started subscription starts after it
   unsubscribe: null,
   listVersion: 0, // which load of the list is current (filters change it)
   endCursor: null, // where the next page starts
@@ -281,15 +278,7 @@ function subscribe() {
 
 function applyChange(change) {
   const row = change.payment;
-  const position = cursorNumber(change.cursor);
-  // Per payment, nothing older than what was shown: a replay after a reconnect, or
-  // a late broadcast, never steps a row back.
-  const last = state.seen.get(row.id);
-  if (last !== undefined && position <= last) return;
-  state.seen.set(row.id, position);
-  state.recent.push(position);
-  if (state.recent.length > RESUME_BEHIND) state.recent.shift();
-  state.cursor = resumeFrom();
+  state.cursor = change.cursor;
   state.payload.variables.after = state.cursor;
   setLive("live");
   const known = state.rows.has(row.id);
@@ -303,21 +292,6 @@ function applyChange(change) {
   render(row.id);
   if (state.selected === row.id) openDetail(row.id, true);
   scheduleStats();
-}
-
-// A restarted subscription replays from the oldest of the latest changes seen: one
-// published late (after a newer one) and not seen yet is still replayed.
-const RESUME_BEHIND = 50;
-
-function resumeFrom() {
-  const floor = cursorNumber(state.cursor);
-  const oldest = Math.min(...state.recent);
-  return `evt_${Math.max(floor, state.recent.length ? oldest - 1 : floor)}`;
-}
-
-function cursorNumber(cursor) {
-  const digits = String(cursor).replace(/\D/g, "");
-  return digits ? Number.parseInt(digits, 10) : 0;
 }
 
 function setLive(kind, reason = "") {
