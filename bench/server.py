@@ -9,6 +9,7 @@ database work with the same ORM, as baselines. Bench-only: never in payql's app.
 - POST /bare/pay: the writes of processPayment (payment and event rows, the order's
   version, the outcome in a second transaction) and, between them, the same call to
   the same simulated gateway (its wait, and the intent it keeps in its own tables).
+  Its events are appended as the write path appends them: no row every writer shares.
 - GET  /bare/sql: how many SQL statements the server has sent (for statement counts).
 - POST /bare/restock: stock enough for any number of benchmark orders.
 - GET  /bare/memory: with PYTHONTRACEMALLOC=1, what was allocated since the last call.

@@ -120,9 +120,12 @@ class Subscription:
             if data["paymentStatusChanged"]["status"] != before:
                 return data
 
-    async def refusal(self) -> str:
-        """The error code of a refused subscription (an `error`, or a `next` with errors)."""
+    async def refusal(self, op_id: str | None = None) -> str:
+        """The error code of a refused subscription (an `error`, or a `next` with errors);
+        with `op_id`, that subscription's (others' messages are passed over)."""
         message = await self.receive()
+        while op_id is not None and message.get("id") != op_id:
+            message = await self.receive()
         if message["type"] == "error":
             errors = message["payload"]
         else:

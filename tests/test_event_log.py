@@ -4,7 +4,10 @@ in an order readers can resume from (models/event_log.py), on both databases."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -248,3 +251,105 @@ async def test_two_payments_changed_at_once_never_wait_on_each_other(
 
 def note(type_: str) -> dict[str, Any]:
     return {"type": type_, "from_status": None, "to_status": None, "data": {}}
+
+
+OLD_ROWS = [
+    """INSERT INTO customer_order (id, number, customer_id, customer_name, customer_email,
+         currency, total, status, stock_restored, version, created_at, updated_at)
+       VALUES ('ord_old', '000001', 'cus_old', 'Old', 'old@example.com', 'USD', 1299,
+         'PAID', false, 1, '2026-11-01T10:00:00+00:00', '2026-11-01T10:00:00+00:00')""",
+    """INSERT INTO payment (id, order_id, customer_id, amount, currency, status,
+         payment_method, capture_method, gateway, metadata, captured, refunded,
+         refund_pending, version, created_at, updated_at)
+       VALUES ('pay_old', 'ord_old', 'cus_old', 1299, 'USD', 'COMPLETED', 'CREDIT_CARD',
+         'AUTOMATIC', 'simulated', '{}', 1299, 0, 0, 1, '2026-11-01T10:00:00+00:00',
+         '2026-11-01T10:00:01+00:00')""",
+    """INSERT INTO payment_event (id, payment_id, type, from_status, to_status, source,
+         data, created_at)
+       VALUES (1, 'pay_old', 'payment.created', NULL, 'PENDING', 'API', '{}',
+         '2026-11-01T10:00:00+00:00'),
+              (2, 'pay_old', 'payment.status_changed', 'PENDING', 'COMPLETED', 'GATEWAY',
+         '{}', '2026-11-01T10:00:01+00:00')""",
+    "INSERT INTO counter (name, value) VALUES ('event', 2), ('order', 1)",
+]
+
+
+async def test_a_database_from_before_the_event_log_keeps_its_cursors_and_history(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from servers import base_settings, database, running_server
+
+    from payql.app import MIGRATIONS, engine_of, migrate_database
+
+    with database(backend, tmp_path_factory.mktemp("old")) as url:
+        # given a database migrated as it was before the event log, with a payment
+        # and its two events, numbered by the counter row
+        older = tmp_path_factory.mktemp("migrations")
+        engine = engine_of(url)
+        shutil.copytree(MIGRATIONS / engine, older / engine)
+        for newer in (older / engine / "models").glob("4_*"):
+            newer.unlink()
+        await in_own_loop(migrate_at(url, older / engine))
+        await in_own_loop(run_sql(url, OLD_ROWS))
+        # when it is migrated now, and served
+        await in_own_loop(migrate_database(url))
+        settings = replace(base_settings(url), generate_schemas=False)
+        with running_server(settings) as server:
+            async with httpx.AsyncClient(timeout=30) as http:
+                token = server.token("admin", role="admin")
+                async with Subscription.connect(server.url, http, token) as sub:
+                    await sub.ack()
+                    # then an old cursor still resumes: the old change is replayed,
+                    # with the state its history had reached
+                    await sub.subscribe(WATCH, paymentId="pay_old", after="evt_1")
+                    old = (await sub.next())["paymentStatusChanged"]
+                    assert (old["cursor"], old["type"], old["status"]) == (
+                        f"evt_{server.service.installation}_2",
+                        "payment.status_changed",
+                        "COMPLETED",
+                    )
+                    assert old["payment"]["capturedAmount"] == "12.99"
+                # and new events are numbered after the old ones
+                admin = Client(server.url, token, http)
+                order = await place_order(admin)
+                cursor = (await admin("{ liveCursor }"))["liveCursor"]
+                assert int(cursor.rsplit("_", 1)[1]) == 2
+                paid_now = await pay(admin, order["id"], token="pm_card_visa")
+                trail = (await admin(TRAIL, id=paid_now["payment"]["id"]))["payment"]["events"]
+                assert all(int(e["id"].rsplit("_", 1)[1]) > 2 for e in trail)
+
+
+async def migrate_at(url: str, location: Path) -> None:
+    from aerich import Command
+
+    from payql.app import tortoise_config
+
+    command = Command(tortoise_config=tortoise_config(url), app="models", location=str(location))
+    await command.init()
+    try:
+        await command.upgrade(run_in_transaction=True)
+    finally:
+        await command.aclose()
+
+
+async def run_sql(url: str, statements: list[str]) -> None:
+    from tortoise import Tortoise
+
+    from payql.app import tortoise_config
+
+    await Tortoise.init(config=tortoise_config(url))
+    try:
+        conn = Tortoise.get_connection(engine_of_url(url))
+        for statement in statements:
+            await conn.execute_script(statement)
+    finally:
+        await Tortoise.close_connections()
+
+
+def engine_of_url(url: str) -> str:
+    return url.partition(":")[0]
+
+
+async def in_own_loop(coro: Any) -> Any:
+    """Run on a loop and ORM of its own, in a thread (the session's loop has its own)."""
+    return await asyncio.to_thread(asyncio.run, coro)

@@ -170,7 +170,7 @@ async def test_approval_at_paypal_is_captured_and_reaches_a_subscriber(
         response = await approve(http, server, paypal, order_id)
         assert response.status_code == 200, response.text
         # then payql captures it, and the page sees each step
-        changes = [(await sub.next())["paymentStatusChanged"] for _ in range(2)]
+        changes = [(await sub.next_move())["paymentStatusChanged"] for _ in range(2)]
     assert [(c["previousStatus"], c["status"]) for c in changes] == [
         ("REQUIRES_ACTION", "PROCESSING"),
         ("PROCESSING", "COMPLETED"),

@@ -95,7 +95,7 @@ async def test_subscribers_on_one_host_see_mutations_and_webhooks_on_another(
                     id=paid["id"],
                 )
                 # then the subscriber on this host sees it
-                assert (await sub.next())["paymentStatusChanged"]["status"] == "REFUNDED"
+                assert (await sub.next_move())["paymentStatusChanged"]["status"] == "REFUNDED"
             # given a payment waiting for 3-D Secure, watched on the first host
             order = await place_order(Client(two, alice, http))
             waiting: dict[str, Any] = await pay(
@@ -115,7 +115,7 @@ async def test_subscribers_on_one_host_see_mutations_and_webhooks_on_another(
                 )
                 assert confirmed.json() == {"status": "succeeded"}
                 # then the subscriber on the first host sees the payment complete
-                assert (await sub.next())["paymentStatusChanged"]["status"] == "COMPLETED"
+                assert (await sub.next_move())["paymentStatusChanged"]["status"] == "COMPLETED"
 
 
 async def payql_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
