@@ -819,6 +819,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", default=bool(os.environ.get("QUICK")))
     parser.add_argument("--only", help="run only scenarios whose name contains this")
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], help="only this database")
     parser.add_argument(
         "--memory-profile", choices=["bare", "graphql"], help="where memory per websocket goes"
     )
@@ -834,6 +835,8 @@ def main() -> None:
         return
     opt = Options(quick=args.quick, seconds=1.0 if args.quick else 8.0)
     backends = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
+    if args.backend:
+        backends = [b for b in backends if b == args.backend]
     scenarios: list[tuple[str, int, Callable[[Server, Options], Awaitable[Any]]]] = [
         ("read_overhead", 0, read_overhead),
         ("read_trusted", 0, read_trusted),

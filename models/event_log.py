@@ -45,7 +45,7 @@ import secrets
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q
+from tortoise.expressions import Q, RawSQL
 
 from models.tables import Counter, PaymentEvent
 
@@ -55,6 +55,7 @@ NO_HORIZON = 2**63 - 1
 # The sequence behind payment_event.id on PostgreSQL (its BIGSERIAL).
 SEQUENCE = "payment_event_id_seq"
 INSTALLATION = "installation"
+HORIZON = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
 
 def is_postgres(conn: Any) -> bool:
@@ -93,10 +94,19 @@ async def horizon(conn: Any | None = None) -> int:
     conn = conn or PaymentEvent._meta.db
     if not is_postgres(conn):
         return NO_HORIZON
-    _, rows = await conn.execute_query(
-        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon"
-    )
+    _, rows = await conn.execute_query(f"SELECT {HORIZON} AS horizon")
     return int(rows[0]["horizon"])
+
+
+async def newer(mark: Position, limit: int) -> tuple[list[PaymentEvent], int]:
+    """The events after `mark` that have committed, oldest first, and the horizon, in
+    one statement (its own snapshot gives both, so they agree)."""
+    query = PaymentEvent.filter(after(mark)).order_by("xid", "id").limit(limit)
+    if not is_postgres(PaymentEvent._meta.db):
+        return await query, NO_HORIZON
+    rows = await query.annotate(horizon=RawSQL(HORIZON))
+    first: Any = rows[0] if rows else None  # annotated with the horizon
+    return rows, (int(first.horizon) if first is not None else NO_HORIZON)
 
 
 def after(mark: Position) -> Q:

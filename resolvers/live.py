@@ -111,8 +111,7 @@ class EventLog:
         return await event_log.end()
 
     async def read(self, mark: Position, limit: int) -> tuple[list[Change], bool]:
-        horizon = await event_log.horizon()  # first: see models/event_log.py
-        rows = await PaymentEvent.filter(event_log.after(mark)).order_by("xid", "id").limit(limit)
+        rows, horizon = await event_log.newer(mark, limit)
         final = [row for row in rows if row.xid < horizon]
         return [await change_of(row, live=True) for row in final], len(final) < len(rows)
 
@@ -210,7 +209,7 @@ class Hub:
         self.listeners: set[Listener] = set()
         # The last change handed to listeners: they get every change after it.
         self.position: Position = event_log.START
-        self._joins = 0
+        self._reading = asyncio.Lock()  # one reader of the log at a time
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._tailing: asyncio.Task[None] | None = None
@@ -296,32 +295,35 @@ class Hub:
                 held_delay = None
 
     async def _catch_up(self) -> bool:
-        if not self.listeners:
-            # No one to tell: move to the end, unless someone began listening meanwhile
-            # (they are owed every change after the position they joined at).
-            joins = self._joins
-            mark = await self.log.end()
-            if joins == self._joins:
-                self.position = max(self.position, mark)
+        async with self._reading:
+            if not self.listeners:
+                # No one to tell: the log is not read at all (the first listener to
+                # come moves the hub to the log's end: see listen).
                 return False
-        while True:
-            changes, held = await self.log.read(self.position, BATCH)
-            for change in changes:
-                for listener in list(self.listeners):
-                    listener.offer(change)
-                self.position = change.position
-            if held or len(changes) < BATCH:
-                return held
+            while True:
+                changes, held = await self.log.read(self.position, BATCH)
+                for change in changes:
+                    for listener in list(self.listeners):
+                        listener.offer(change)
+                    self.position = change.position
+                if held or len(changes) < BATCH:
+                    return held
 
     @contextlib.asynccontextmanager
     async def listen(self) -> AsyncIterator[Listener]:
         """Every change after the hub's position when this is entered, in order: read
-        the backlog after entering it, and nothing falls between the two."""
+        the backlog after entering it, and nothing falls between the two. (A hub no
+        one listened to first moves to the end of the log: the listener's backlog
+        holds what came before.)"""
         listener = Listener(self.queue_size)
-        self.listeners.add(listener)
-        self._joins += 1
-        if len(self.listeners) == 1:
+        if not self.listeners:
+            async with self._reading:
+                if not self.listeners:  # the log may have grown while no one listened
+                    self.position = max(self.position, await self.log.end())
+                self.listeners.add(listener)
             self._wake.set()  # the log is polled while anyone listens: from now
+        else:
+            self.listeners.add(listener)
         try:
             yield listener
         finally:
