@@ -446,11 +446,15 @@ async def nested_lists(srv: Server, opt: Options) -> dict[str, Any]:
                 await admin.gql(REFUND, input={"paymentId": payment["id"], "amount": "1.00"})
         results: dict[str, Any] = {}
         for n in (10, 50, 100):
-            before = (await http.get("/bare/sql", params={"counting": 1})).json()["statements"]
-            await api.gql(NESTED, n=n)
-            statements = (await http.get("/bare/sql", params={"counting": 0})).json()[
-                "statements"
-            ] - before
+            # The counter counts the whole process: the fewest of three, so that the
+            # background work the set-up left (receipts being delivered) is not counted.
+            counts = []
+            for _ in range(3):
+                before = (await http.get("/bare/sql", params={"counting": 1})).json()["statements"]
+                await api.gql(NESTED, n=n)
+                after = (await http.get("/bare/sql", params={"counting": 0})).json()
+                counts.append(after["statements"] - before)
+            statements = min(counts)
             timing = await closed_loop(
                 lambda _, n=n: api.gql(NESTED, n=n), 1, total=5 if opt.quick else 40
             )

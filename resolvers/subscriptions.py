@@ -7,6 +7,7 @@ sent once, none skipped (models/event_log.py says why that holds across processe
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ async def payment_status_changed(
         async with aclosing(_follow(ctx, scope, position)) as changes:
             async for change in changes:
                 yield change
+                del change  # while it waits, a subscription holds no change
     finally:
         ctx.active_subscriptions -= 1
 
@@ -93,10 +95,14 @@ async def _follow(
             )
         elif scope.payment_id is not None or scope.order_id is not None:
             backlog = await _current_state(scope)
-        for event in backlog:
-            change = await change_of(event)
+        pending = deque(backlog)
+        del backlog  # an idle subscription keeps none of it (nor its snapshots)
+        while pending:
+            change = await change_of(pending.popleft())
             sent[change.payment_id] = change.position
             yield change
+            del change
+        del pending
         while True:
             live = await listener.get()
             if live.position <= max(floor, sent.get(live.payment_id, event_log.START)):
@@ -105,6 +111,7 @@ async def _follow(
                 continue
             sent[live.payment_id] = live.position
             yield live
+            del live
 
 
 def _events(scope: _Scope) -> QuerySet[PaymentEvent]:

@@ -83,4 +83,7 @@ class Subscription:
         guard_input(paymentId=payment_id, orderId=order_id, after=after)
         changes = subscriptions.payment_status_changed(info.context, payment_id, order_id, after)
         async for change in changes:
-            yield PaymentStatusChange(change=change)
+            message = PaymentStatusChange(change=change)
+            del change  # while it waits, a subscription holds no change
+            yield message
+            del message

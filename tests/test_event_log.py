@@ -353,3 +353,18 @@ def engine_of_url(url: str) -> str:
 async def in_own_loop(coro: Any) -> Any:
     """Run on a loop and ORM of its own, in a thread (the session's loop has its own)."""
     return await asyncio.to_thread(asyncio.run, coro)
+
+
+async def test_the_installation_id_is_made_once_and_kept_across_restarts(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from servers import base_settings, database, running_server
+
+    with database("sqlite", tmp_path_factory.mktemp("installation")) as url:
+        # given a service started on a new database, then started again on it
+        ids = []
+        for _ in range(2):
+            with running_server(base_settings(url)) as server:
+                ids.append(server.service.installation)
+        # then both had the same installation id, the one in every public event id
+        assert ids[0] == ids[1] and len(ids[0]) == 8

@@ -6,7 +6,7 @@ import httpx
 import jwt
 import pytest
 
-from payql.app import create_app
+from payql.app import create_app, with_pool_size
 from payql.cli import main
 from payql.settings import DEV_JWT_SECRET, Settings, SettingsError
 
@@ -185,3 +185,13 @@ async def test_production_serves_no_test_card_gateway() -> None:
     assert webhook.status_code == 404
     assert graphiql.status_code == 404
     assert "simulated" not in app.state.service.gateways
+
+
+def test_postgresql_gets_a_pool_of_20_unless_the_url_says_otherwise() -> None:
+    # given database URLs with and without a pool size
+    # then PostgreSQL's gets 20 connections by default (Tortoise's 5 starve 64
+    # concurrent requests), an explicit maxsize is kept, and SQLite's is left alone
+    assert with_pool_size("postgres://u@h/db") == "postgres://u@h/db?maxsize=20"
+    assert with_pool_size("postgres://u@h/db?ssl=true") == "postgres://u@h/db?ssl=true&maxsize=20"
+    assert with_pool_size("postgres://u@h/db?maxsize=40") == "postgres://u@h/db?maxsize=40"
+    assert with_pool_size("sqlite:///tmp/x.sqlite3") == "sqlite:///tmp/x.sqlite3"
