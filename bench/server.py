@@ -31,7 +31,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from tortoise.transactions import in_transaction
 
 from gateways.base import ChargeRequest
-from models import money
+from models import event_log, money
 from models.access import one_payment
 from models.ids import new_id
 from models.rules import CaptureMethod, EventSource, OrderStatus, PaymentMethod, PaymentStatus
@@ -130,6 +130,7 @@ def create_bench_app() -> Starlette:
         )
         state = await gateway.charge(charge)  # the same gateway, outside any transaction
         async with in_transaction() as conn:
+            await event_log.serialize(conn, payment_id)  # as the write path does
             row = await Payment.select_for_update().using_db(conn).get(id=payment_id)
             await (
                 Payment.filter(id=row.id, version=row.version)

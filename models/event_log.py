@@ -77,7 +77,7 @@ async def take_positions(conn: Any, count: int) -> tuple[int, list[int]] | None:
         f"nextval('{SEQUENCE}') AS id FROM generate_series(1, $1)",
         [count],
     )
-    return int(rows[0]["xid"]), [int(r["id"]) for r in rows]
+    return int(rows[0]["xid"]), sorted(int(r["id"]) for r in rows)
 
 
 async def serialize(conn: Any, payment_id: str) -> None:
@@ -138,6 +138,39 @@ async def resolve(event_id: int) -> Position | None:
     return position(row) if row is not None else None
 
 
+# -- cursors: positions a reader was given, and so final ----------------------------
+#
+# A cursor is not an event id. An event's id may be seen (in a mutation's answer, a
+# webhook, a payment's `events`) before every event below its position has
+# committed; resuming after it could skip those. A cursor is handed out only by a
+# reader (a subscription's message, `liveCursor`), below the horizon: nothing below
+# it can still commit.
+
+
+def cursor(installation: str, mark: Position) -> str:
+    """cur_<installation>_<xid>_<id>: where a reader stands."""
+    return f"cur_{installation}_{mark[0]}_{mark[1]}"
+
+
+def parse_cursor(installation: str, text: str) -> Position | None:
+    """The position a cursor of this installation names; None for anything else. Old
+    cursors (evt_<n>, from before cursors had their own form) name an event from
+    before positions had two parts: final, so they still serve."""
+    parts = text.split("_")
+    numbers = [p for p in parts[1:] if p.isascii() and p.isdigit() and len(p) <= 19]
+    if parts[0] == "evt" and len(parts) == 2 and len(numbers) == 1:
+        return (0, int(numbers[0]))  # resolved against the table: see legacy_position
+    if parts[0] != "cur" or len(parts) != 4 or parts[1] != installation or len(numbers) != 2:
+        return None
+    return (int(numbers[0]), int(numbers[1]))
+
+
+async def legacy_position(event_id: int) -> Position | None:
+    """An old cursor's event, if it is one from before positions had two parts."""
+    found = await resolve(event_id)
+    return found if found is not None and found[0] == 0 else None
+
+
 # -- public ids: unique across installations ---------------------------------------
 
 
@@ -166,6 +199,6 @@ def event_number(installation: str, public: str) -> int | None:
     owner, _, number = rest.rpartition("_")
     if owner and owner != installation:
         return None
-    if not number.isdigit() or len(number) > 18:
+    if not (number.isascii() and number.isdigit()) or len(number) > 18:
         return None
     return int(number)

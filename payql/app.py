@@ -116,8 +116,9 @@ POOL_SIZE = 20
 
 def with_pool_size(database_url: str) -> str:
     parts = urlsplit(database_url)
-    if parts.scheme not in ("postgres", "asyncpg", "psycopg") or "maxsize=" in parts.query:
-        return database_url
+    postgres = parts.scheme in ("postgres", "postgresql", "asyncpg", "psycopg")
+    if not postgres or "maxsize=" in parts.query or "minsize=" in parts.query:
+        return database_url  # a URL that sizes its own pool keeps it
     query = f"{parts.query}&maxsize={POOL_SIZE}" if parts.query else f"maxsize={POOL_SIZE}"
     return urlunsplit(parts._replace(query=query))
 

@@ -154,6 +154,7 @@ def seed_demo(settings: Settings, orders: int) -> None:
 def reconcile(settings: Settings) -> None:
     from tortoise import Tortoise
 
+    from models.write_path import ensure_counters
     from payql.app import build_service, tortoise_config
     from resolvers.broadcast import make_broadcast
     from resolvers.live import Hub
@@ -171,7 +172,9 @@ def reconcile(settings: Settings) -> None:
                     progress = Progress("reconciling", total)
                 progress(done)
 
-            return await build_service(settings, hub).reconcile(progress=step)
+            service = build_service(settings, hub)
+            service.installation = await ensure_counters()  # in its webhooks' event ids
+            return await service.reconcile(progress=step)
         finally:
             await hub.stop()
             await Tortoise.close_connections()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ POLL_S = 1.0
 # doubling up to HELD_MAX.
 HELD_FIRST = 0.005
 HELD_MAX = 0.2
+# Held that long, the wait is said in the log (a transaction left open somewhere).
+HELD_WARNING_S = 5.0
 BATCH = 500
 # Subscription results per (operation, variables, caller, change): see schema/fanout.py.
 SHARED_RENDERS = 1024
@@ -277,6 +280,8 @@ class Hub:
         """Read the log when told it grew (and every poll_s while anyone listens, and
         soon again while newer changes wait for an older transaction)."""
         held_delay: float | None = None
+        held_since: float | None = None
+        warned = False
         while True:
             timeout = held_delay if held_delay is not None else self.poll_s
             with contextlib.suppress(TimeoutError):
@@ -286,13 +291,22 @@ class Hub:
                 held = await self._catch_up()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception:  # the database is away: again at the next poll or commit
                 log.exception("could not read the event log; trying again")
-                held = True
+                held = False
             if held:
                 held_delay = min(held_delay * 2, HELD_MAX) if held_delay else HELD_FIRST
+                held_since = held_since or time.monotonic()
+                if time.monotonic() - held_since > HELD_WARNING_S and not warned:
+                    warned = True
+                    log.warning(
+                        "live status has waited %.0f s for an older transaction to end: "
+                        "one left open (idle in transaction, a long batch) holds back "
+                        "every change; set idle_in_transaction_session_timeout",
+                        time.monotonic() - held_since,
+                    )
             else:
-                held_delay = None
+                held_delay, held_since, warned = None, None, False
 
     async def _catch_up(self) -> bool:
         async with self._reading:

@@ -101,13 +101,12 @@ async def payments(
     return await _page(query, first, after)
 
 
-async def live_cursor(ctx: Context) -> int:
+async def live_cursor(ctx: Context) -> event_log.Position:
     """The newest final change (models/event_log.py): every change up to it is
     visible now, and none before it can still commit."""
     if not ctx.who.admin:
         raise query_error("FORBIDDEN", "only an admin can see the live cursor")
-    _, newest = await event_log.end()
-    return newest
+    return await event_log.end()
 
 
 async def payment_stats(

@@ -7,7 +7,6 @@ sent once, none skipped (models/event_log.py says why that holds across processe
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -21,6 +20,9 @@ from models.event_log import Position
 from models.tables import PaymentEvent
 from resolvers.context import Context
 from resolvers.live import Change, change_of
+
+# How many replayed changes are read at a time (each carries its snapshot).
+BACKLOG_PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,15 @@ async def payment_status_changed(
         raise _refuse("FORBIDDEN", "name a paymentId or orderId (only admins may watch all)")
     position = None
     if after is not None:
-        number = event_log.event_number(ctx.service.installation, after)
-        position = None if number is None else await event_log.resolve(number)
+        position = event_log.parse_cursor(ctx.service.installation, after)
+        if position is not None and after.startswith("evt_"):
+            position = await event_log.legacy_position(position[1])
         if position is None:
-            raise _refuse("VALIDATION", "after is not a cursor from this subscription")
+            raise _refuse(
+                "VALIDATION",
+                "after is not a cursor from this subscription (a message's `cursor`, or "
+                "liveCursor; an event's id is not one)",
+            )
     scope = _Scope(actor, payment_id, order_id)
     if ctx.active_subscriptions >= ctx.max_subscriptions:
         raise _refuse(
@@ -86,23 +93,14 @@ async def _follow(
     async with ctx.live.listen() as listener:
         floor = position or event_log.START
         sent: dict[str, Position] = {}  # payment id -> the last change sent for it
-        backlog: list[PaymentEvent] = []
-        if position is not None:
-            backlog = (
-                await (await event_log.final(_events(scope)))
-                .filter(event_log.after(position))
-                .order_by("xid", "id")
-            )
-        elif scope.payment_id is not None or scope.order_id is not None:
-            backlog = await _current_state(scope)
-        pending = deque(backlog)
-        del backlog  # an idle subscription keeps none of it (nor its snapshots)
-        while pending:
-            change = await change_of(pending.popleft())
-            sent[change.payment_id] = change.position
-            yield change
-            del change
-        del pending
+        async with aclosing(_replayed(scope, position)) as replayed:
+            async for event in replayed:
+                change = await change_of(event)
+                del event
+                sent[change.payment_id] = change.position
+                yield change
+                del change  # an idle subscription keeps none of it (nor its snapshot)
+        del replayed
         while True:
             live = await listener.get()
             if live.position <= max(floor, sent.get(live.payment_id, event_log.START)):
@@ -112,6 +110,35 @@ async def _follow(
             sent[live.payment_id] = live.position
             yield live
             del live
+
+
+async def _replayed(scope: _Scope, position: Position | None) -> AsyncGenerator[PaymentEvent, None]:
+    """What a subscription is sent before live changes: with `after`, every final
+    change since, a page at a time; else, with a payment or an order, each one's
+    latest change (its state now)."""
+    if position is None:
+        if scope.payment_id is not None or scope.order_id is not None:
+            for event in await _current_state(scope):
+                yield event
+        return
+    mark = position
+    while True:
+        page = await _page_after(scope, mark)
+        for event in page:
+            yield event
+        if len(page) < BACKLOG_PAGE:
+            return
+        mark = event_log.position(page[-1])
+
+
+async def _page_after(scope: _Scope, mark: Position) -> list[PaymentEvent]:
+    """The next page of final changes after `mark`: each page below a horizon of its
+    own, which only moves on, so the pages join with no gap."""
+    query = await event_log.final(_events(scope))
+    page: list[PaymentEvent] = (
+        await query.filter(event_log.after(mark)).order_by("xid", "id").limit(BACKLOG_PAGE)
+    )
+    return page
 
 
 def _events(scope: _Scope) -> QuerySet[PaymentEvent]:

@@ -7,7 +7,7 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from models.event_log import public_id
+from models.event_log import cursor
 from models.write_path import utcnow
 from resolvers import notifications, queries
 from resolvers.context import Context
@@ -141,8 +141,8 @@ class Query:
         ),
     )
     async def live_cursor(self, info: Info[Context, None]) -> strawberry.ID:
-        number = await queries.live_cursor(info.context)
-        return strawberry.ID(public_id(info.context.service.installation, number))
+        mark = await queries.live_cursor(info.context)
+        return strawberry.ID(cursor(info.context.service.installation, mark))
 
     @strawberry.field(
         extensions=[GuardInput()],

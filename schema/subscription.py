@@ -8,7 +8,7 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from models.event_log import public_id
+from models.event_log import cursor
 from resolvers import subscriptions
 from resolvers.context import Context
 from resolvers.live import Change
@@ -30,7 +30,7 @@ class PaymentStatusChange:
         description="Pass as `after` to resume a subscription without missing a change."
     )
     def cursor(self, info: Info[Context, None]) -> strawberry.ID:
-        return strawberry.ID(public_id(info.context.service.installation, self.change.event_id))
+        return strawberry.ID(cursor(info.context.service.installation, self.change.position))
 
     @strawberry.field(
         description=(

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from clients import Client, Subscription
+from clients import Client, Subscription, cursor_number
 from conftest import pay, place_order, refund
 from gateway_support import post_webhook, stripe_event
 from servers import LiveServer
@@ -23,6 +23,7 @@ from models import event_log
 from models.rules import EventSource
 from models.tables import Payment
 from models.write_path import append_events
+from resolvers import subscriptions
 
 WATCH = """
 subscription ($paymentId: ID, $after: ID) {
@@ -133,16 +134,24 @@ async def test_every_change_arrives_live_with_its_type_and_the_amounts_of_that_m
             ("refund.created", "PARTIALLY_REFUNDED", "19.50", 5),
             ("refund.succeeded", "PARTIALLY_REFUNDED", "20.00", 5),
         ]
+        # (one transaction made both: each event has the lists as they stood at it)
+        assert [m["payment"]["refunds"][-1] for m in outside] == [
+            {"amount": "0.50", "status": "PENDING"},
+            {"amount": "0.50", "status": "SUCCEEDED"},
+        ]
     received = live + failed + disputed + outside
     # and what was sent is the audit trail, change for change
     trail = (await admin(TRAIL, id=payment_id))["payment"]["events"]
-    first_sent = [e["id"] for e in trail].index(start["cursor"]) + 1
-    assert [(m["cursor"], m["type"]) for m in received] == [
-        (e["id"], e["type"]) for e in trail[first_sent:]
+    numbers = [cursor_number(e["id"]) for e in trail]
+    first_sent = numbers.index(cursor_number(start["cursor"])) + 1
+    assert [(cursor_number(m["cursor"]), m["type"]) for m in received] == [
+        (cursor_number(e["id"]), e["type"]) for e in trail[first_sent:]
     ]
     # and each message's payment has the history up to that change, no further
     for message in received:
-        assert message["payment"]["events"][-1]["id"] == message["cursor"]
+        assert cursor_number(message["payment"]["events"][-1]["id"]) == cursor_number(
+            message["cursor"]
+        )
     # when a subscriber resumes from each of those cursors
     for n, message in enumerate([start, *received[:-1]]):
         async with Subscription.connect(server.url, http, token) as again:
@@ -184,11 +193,50 @@ async def test_a_cursor_from_another_installation_is_refused(
     installation = server.service.installation
     assert installation and len(installation) == 8
     # when a subscriber resumes with a cursor another installation gave
-    foreign = event_log.public_id("zzzzzzzz" if installation != "zzzzzzzz" else "yyyyyyyy", 1)
+    foreign = event_log.cursor("zzzzzzzz" if installation != "zzzzzzzz" else "yyyyyyyy", (0, 1))
     async with Subscription.connect(server.url, http, server.token("cus_alice")) as sub:
         await sub.ack()
         await sub.subscribe(WATCH, paymentId=completed_payment["id"], after=foreign)
         # then it is told so, and nothing is replayed
+        assert await sub.refusal() == "VALIDATION"
+
+
+async def test_a_long_backlog_is_replayed_a_page_at_a_time_with_nothing_missed(
+    admin: Client,
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    completed_payment: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given pages of two changes, and a cursor from before three refunds (seven changes)
+    monkeypatch.setattr(subscriptions, "BACKLOG_PAGE", 2)
+    start = (await admin("{ liveCursor }"))["liveCursor"]
+    for _ in range(3):
+        assert (await refund(admin, completed_payment["id"], amount="1.00"))["errors"] == []
+    trail = (await admin(TRAIL, id=completed_payment["id"]))["payment"]["events"]
+    token = server.token("admin", role="admin")
+    async with Subscription.connect(server.url, http, token) as sub:
+        await sub.ack()
+        # when a subscriber resumes after it
+        await sub.subscribe(WATCH, paymentId=completed_payment["id"], after=start)
+        replayed = await read_until(sub, 7)
+    # then it gets the seven, in order, across four pages
+    assert [cursor_number(m["cursor"]) for m in replayed] == [
+        cursor_number(e["id"]) for e in trail[-7:]
+    ]
+
+
+async def test_an_event_id_is_not_a_cursor(
+    admin: Client, server: LiveServer, http: httpx.AsyncClient, completed_payment: dict[str, Any]
+) -> None:
+    # given an event id, seen in the payment's trail (it may be seen before every
+    # change below its position has committed: resuming after it could skip those)
+    trail = (await admin(TRAIL, id=completed_payment["id"]))["payment"]["events"]
+    async with Subscription.connect(server.url, http, server.token("cus_alice")) as sub:
+        await sub.ack()
+        # when it is passed as `after`
+        await sub.subscribe(WATCH, paymentId=completed_payment["id"], after=trail[-1]["id"])
+        # then it is refused, and nothing is replayed
         assert await sub.refusal() == "VALIDATION"
 
 
@@ -304,7 +352,7 @@ async def test_a_database_from_before_the_event_log_keeps_its_cursors_and_histor
                     await sub.subscribe(WATCH, paymentId="pay_old", after="evt_1")
                     old = (await sub.next())["paymentStatusChanged"]
                     assert (old["cursor"], old["type"], old["status"]) == (
-                        f"evt_{server.service.installation}_2",
+                        f"cur_{server.service.installation}_0_2",
                         "payment.status_changed",
                         "COMPLETED",
                     )

@@ -122,12 +122,12 @@ async def _scenario(hosts: tuple[list[str], str], drops: list[int], amounts: lis
         after = await full_trails(admins[0])
     # then what the admin received, up to the end, is every change made since it
     # started, each once
-    got = [(m["cursor"], m["type"], m["payment"]["id"]) for m in received]
-    got = got[: [c for c, _, _ in got].index(final[0]) + 1]
+    got = [(cursor_number(m["cursor"]), m["type"], m["payment"]["id"]) for m in received]
+    got = got[: [c for c, _, _ in got].index(cursor_number(final[0])) + 1]
     assert len(got) == len(set(got))
     last = cursor_number(final[0])
     made = {
-        (e["id"], e["type"], pid)
+        (cursor_number(e["id"]), e["type"], pid)
         for pid, events in after.items()
         for e in events
         if e["id"] not in before.get(pid, set()) and cursor_number(e["id"]) <= last
@@ -136,7 +136,11 @@ async def _scenario(hosts: tuple[list[str], str], drops: list[int], amounts: lis
     # and each payment's changes came in the order of its audit trail
     for pid, events in after.items():
         mine = [c for c, _, p in got if p == pid]
-        assert mine == [e["id"] for e in events if (e["id"], e["type"], pid) in made]
+        assert mine == [
+            cursor_number(e["id"])
+            for e in events
+            if (cursor_number(e["id"]), e["type"], pid) in made
+        ]
 
 
 async def trails(admin: Client) -> dict[str, set[str]]:

@@ -19,11 +19,10 @@ from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
 from gateways.base import ChargeState, DisputeReport, RefundOutcome, RefundReport
-from models import event_log, rules
+from models import event_log, rules, snapshots
 from models.errors import DomainError, ErrorCode
 from models.ids import new_id
 from models.rules import EventSource, OrderStatus, PaymentStatus, RefundStatus, Reported
-from models.snapshots import payment_state
 from models.spans import span
 from models.tables import Dispute, IdempotencyKey, Order, OrderLine, Payment, Product, Refund
 from models.write_path.events import Committed, append_events, committed
@@ -71,6 +70,24 @@ class Tx:
     now: datetime
     source: EventSource
     events: list[dict[str, Any]] = field(default_factory=list)
+    # The payment's refunds and disputes, kept current as the change makes them, so
+    # that each event's snapshot has the lists as they stood at that event.
+    refunds: dict[str, Refund] = field(default_factory=dict)
+    disputes: dict[str, Dispute] = field(default_factory=dict)
+
+    def track(self, row: Refund | Dispute) -> None:
+        """A refund or dispute this change made or changed: in the lists from now."""
+        if isinstance(row, Refund):
+            self.refunds[row.id] = row
+        else:
+            self.disputes[row.id] = row
+
+    def _state(self) -> dict[str, Any]:
+        return snapshots.encode(
+            snapshots.payment_state(self.payment),
+            sorted(self.refunds.values(), key=lambda r: (r.created_at, r.id)),
+            sorted(self.disputes.values(), key=lambda d: d.created_at),
+        )
 
     def event(self, type_: str, **data: Any) -> None:
         """An audit event that leaves the status where it is; it carries the payment as
@@ -81,7 +98,7 @@ class Tx:
                 "from_status": None,
                 "to_status": None,
                 "data": data,
-                "state": payment_state(self.payment),
+                "state": self._state(),
             }
         )
 
@@ -106,7 +123,7 @@ class Tx:
                 "from_status": current,
                 "to_status": status,
                 "data": data,
-                "state": payment_state(self.payment),
+                "state": self._state(),
             }
         )
 
@@ -163,6 +180,7 @@ class Tx:
         failure_reason: str | None = None,
     ) -> None:
         """A refund of this payment reached its end at the gateway (or has its id there)."""
+        self.track(refund)
         if refund.status is not RefundStatus.PENDING or outcome is RefundOutcome.PENDING:
             if gateway_refund_id and not refund.gateway_refund_id:
                 refund.gateway_refund_id = gateway_refund_id
@@ -218,6 +236,7 @@ class Tx:
                     reason="made at the gateway",
                     gateway_refund_id=report.refund_id,
                 )
+                self.track(refund)
                 p.refund_pending += report.amount
                 self.event(
                     "refund.created", refundId=refund.id, amount=refund.amount, origin="gateway"
@@ -229,6 +248,7 @@ class Tx:
                     refund.id,
                     p.id,
                 )
+                self.track(refund)
                 refund.status = RefundStatus.SUCCEEDED
                 refund.gateway_refund_id = report.refund_id
                 refund.failure_reason = None
@@ -254,7 +274,7 @@ class Tx:
         p = self.payment
         dispute = await Dispute.filter(id=report.dispute_id).using_db(self.conn).first()
         if dispute is None:
-            await Dispute.create(
+            dispute = await Dispute.create(
                 using_db=self.conn,
                 id=report.dispute_id,
                 payment_id=p.id,
@@ -267,6 +287,7 @@ class Tx:
             dispute.status = report.status
             dispute.amount = report.amount
             await dispute.save(using_db=self.conn, update_fields=["status", "amount", "updated_at"])
+        self.track(dispute)
         kind = event_type.rsplit(".", 1)[-1]  # created, updated, closed, funds_withdrawn, …
         self.event(
             f"dispute.{kind}",
@@ -331,6 +352,10 @@ async def apply(
                 before = snapshot(payment)
                 version = payment.version
                 tx = Tx(payment=payment, conn=conn, now=svc.clock(), source=source)
+                for refund in await Refund.filter(payment_id=payment_id).using_db(conn):
+                    tx.track(refund)
+                for dispute in await Dispute.filter(payment_id=payment_id).using_db(conn):
+                    tx.track(dispute)
                 await decide(tx)
                 changed = {k: v for k, v in snapshot(payment).items() if before[k] != v}
                 if changed and not tx.events:  # every change is an event
@@ -346,28 +371,13 @@ async def apply(
                     payment.version = version + 1
                     payment.updated_at = tx.now
                     for spec in tx.events:
-                        spec["state"]["updated_at"] = tx.now.isoformat()
+                        spec["state"]["payment"]["updated_at"] = tx.now.isoformat()
                 if "status" in changed:
                     await follow_payments(payment.order_id, conn)
                 if complete is not None:
                     await IdempotencyKey.filter(id=complete).using_db(conn).update(completed=True)
                 telling = await svc.outbox.prepare(conn, payment, tx.events)
-                events = []
-                if tx.events:
-                    # The lists the payment shows, as this change leaves them.
-                    refunds = (
-                        await Refund.filter(payment_id=payment_id)
-                        .order_by("created_at", "id")
-                        .using_db(conn)
-                    )
-                    disputes = (
-                        await Dispute.filter(payment_id=payment_id)
-                        .order_by("created_at")
-                        .using_db(conn)
-                    )
-                    events = await append_events(
-                        conn, payment, source, tx.now, tx.events, refunds, disputes
-                    )
+                events = await append_events(conn, payment, source, tx.now, tx.events)
                 # The outbox, in this transaction: sent only if this commits.
                 told = 0
                 if telling is not None:

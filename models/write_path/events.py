@@ -63,21 +63,19 @@ async def append_events(
     refunds: Iterable[Refund] = (),
     disputes: Iterable[Dispute] = (),
 ) -> list[PaymentEvent]:
-    """Append audit events, each with its position and a snapshot of the payment: as
-    the spec's "state" says it was when the event happened in the transaction, or as
-    it is now; with the payment's refunds and disputes as this transaction leaves them.
-    """
+    """Append audit events, each with its position and a snapshot of the payment: the
+    spec's "state" (the payment and its lists when the event happened in the
+    transaction: core.Tx), or else the payment as it is now with these lists."""
     if not specs:
         return []
-    refunds, disputes = list(refunds), list(disputes)
-    now_state = snapshots.payment_state(payment)
+    now_state = snapshots.encode(snapshots.payment_state(payment), refunds, disputes)
     rows = [
         {
             **{k: v for k, v in spec.items() if k != "state"},
             "payment_id": payment.id,
             "source": source,
             "created_at": now,
-            "snapshot": snapshots.encode(spec.get("state") or now_state, refunds, disputes),
+            "snapshot": spec.get("state") or now_state,
         }
         for spec in specs
     ]

@@ -81,7 +81,7 @@ async def refund_payment(
             )
             record_id = record.id
         p.refund_pending += to_refund
-        await Refund.create(
+        reserved = await Refund.create(
             using_db=tx.conn,
             id=refund_id,
             payment_id=p.id,
@@ -89,6 +89,7 @@ async def refund_payment(
             currency=p.currency,
             reason=reason,
         )
+        tx.track(reserved)
         tx.event("refund.created", refundId=refund_id, amount=to_refund)
 
     try:
