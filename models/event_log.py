@@ -188,17 +188,3 @@ async def installation() -> str:
 def public_id(installation: str, event_id: int) -> str:
     """evt_<installation>_<id>; the subscription cursor too."""
     return f"evt_{installation}_{event_id}" if installation else f"evt_{event_id}"
-
-
-def event_number(installation: str, public: str) -> int | None:
-    """The event id a public id names, if it is one of this installation's (or one
-    from before installations had ids: evt_<n>)."""
-    prefix, _, rest = public.partition("_")
-    if prefix != "evt":
-        return None
-    owner, _, number = rest.rpartition("_")
-    if owner and owner != installation:
-        return None
-    if not (number.isascii() and number.isdigit()) or len(number) > 18:
-        return None
-    return int(number)
