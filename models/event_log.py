@@ -186,5 +186,6 @@ async def installation() -> str:
 
 
 def public_id(installation: str, event_id: int) -> str:
-    """evt_<installation>_<id>; the subscription cursor too."""
+    """evt_<installation>_<id>: an audit event's id (in the API and in merchants'
+    webhooks); not a cursor (see `cursor`)."""
     return f"evt_{installation}_{event_id}" if installation else f"evt_{event_id}"

@@ -3,9 +3,10 @@
 The write path stores it in the change's own transaction (write_path/core.apply), so
 a subscriber is shown, live or on replay, the payment each change made, never a later
 one; and a live message is rendered without reading the payment again. The lists a
-payment shows travel with it: its refunds and disputes as the change's transaction
-committed them. (Its audit events need no copy: the ones up to this event are its
-history, since a payment's events are numbered in the order they commit.)
+payment shows travel with it: its refunds and disputes as they stood at that event
+(write_path/core.Tx keeps them current through the change). (Its audit events need
+no copy: the ones up to this event are its history, since a payment's events are
+numbered in the order they commit.)
 """
 
 from __future__ import annotations
