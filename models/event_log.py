@@ -89,9 +89,9 @@ async def serialize(conn: Any, payment_id: str) -> None:
         )
 
 
-async def horizon(conn: Any | None = None) -> int:
+async def horizon() -> int:
     """Every event with an xid below this has committed or never will."""
-    conn = conn or PaymentEvent._meta.db
+    conn = PaymentEvent._meta.db
     if not is_postgres(conn):
         return NO_HORIZON
     _, rows = await conn.execute_query(f"SELECT {HORIZON} AS horizon")
@@ -112,11 +112,6 @@ async def newer(mark: Position, limit: int) -> tuple[list[PaymentEvent], int]:
 def after(mark: Position) -> Q:
     xid, id_ = mark
     return Q(xid__gt=xid) | Q(xid=xid, id__gt=id_)
-
-
-def at_or_before(mark: Position) -> Q:
-    xid, id_ = mark
-    return Q(xid__lt=xid) | Q(xid=xid, id__lte=id_)
 
 
 async def final(query: Any) -> Any:

@@ -6,7 +6,7 @@ models/event_log.py: no row every writer shares) and the payment each change lef
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -15,7 +15,7 @@ from tortoise.exceptions import IntegrityError
 
 from models import event_log, snapshots
 from models.rules import EventSource
-from models.tables import Counter, Dispute, Payment, PaymentEvent, Refund
+from models.tables import Counter, Payment, PaymentEvent
 
 ORDER_COUNTER = "order"
 
@@ -33,10 +33,6 @@ class Committed:
     event_id: int
     payment_id: str
     type: str
-
-    @property
-    def position(self) -> event_log.Position:
-        return (self.xid, self.event_id)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -60,15 +56,13 @@ async def append_events(
     source: EventSource,
     now: datetime,
     specs: Sequence[Mapping[str, Any]],
-    refunds: Iterable[Refund] = (),
-    disputes: Iterable[Dispute] = (),
 ) -> list[PaymentEvent]:
     """Append audit events, each with its position and a snapshot of the payment: the
     spec's "state" (the payment and its lists when the event happened in the
-    transaction: core.Tx), or else the payment as it is now with these lists."""
+    transaction: core.Tx), or else the payment as it is now (a new payment: no lists)."""
     if not specs:
         return []
-    now_state = snapshots.encode(snapshots.payment_state(payment), refunds, disputes)
+    now_state = snapshots.encode(snapshots.payment_state(payment), (), ())
     rows = [
         {
             **{k: v for k, v in spec.items() if k != "state"},
