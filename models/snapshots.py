@@ -137,14 +137,16 @@ async def as_of(event: PaymentEvent) -> AsOf:
             status = earlier.to_status
         if earlier.type in ("refund.succeeded", "refund.corrected"):
             refunded += int((earlier.data or {}).get("amount") or 0)
-    payment.status = status
-    payment.refunded = refunded
+    # A view built apart from the row (never saved): only the write path changes one.
+    state = payment_state(payment)
+    state.update(status=status.value, refunded=refunded)
     if status not in rules.CAPTURED:
-        payment.captured = 0
+        state["captured"] = 0
+    then = Payment(**state)
     refunds = await Refund.filter(payment_id=payment.id, created_at__lte=event.created_at).order_by(
         "created_at", "id"
     )
     disputes = await Dispute.filter(
         payment_id=payment.id, created_at__lte=event.created_at
     ).order_by("created_at")
-    return AsOf(payment=payment, event_id=event.id, refunds=refunds, disputes=disputes)
+    return AsOf(payment=then, event_id=event.id, refunds=refunds, disputes=disputes)
