@@ -13,6 +13,7 @@ database work with the same ORM, as baselines. Bench-only: never in payql's app.
 - GET  /bare/sql: how many SQL statements the server has sent (for statement counts).
 - POST /bare/restock: stock enough for any number of benchmark orders.
 - GET  /bare/memory: with PYTHONTRACEMALLOC=1, what was allocated since the last call.
+- GET  /bare/published: when the hub last published (time.perf_counter()).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import tracemalloc
 from typing import Any
 
@@ -153,6 +155,21 @@ def create_bench_app() -> Starlette:
         await Product.all().update(stock=10**9)
         return JSONResponse({"restocked": True})
 
+    # When the hub was last asked to publish (perf_counter: CLOCK_MONOTONIC, which the
+    # driver's clock is too), so the driver can time a fan-out from the publish on.
+    hub = app.state.hub
+    publish = hub.publish
+    published: dict[str, float] = {"at": 0.0}
+
+    async def timed_publish(change: Any) -> None:
+        published["at"] = time.perf_counter()
+        await publish(change)
+
+    hub.publish = timed_publish
+
+    async def last_publish(request: Request) -> Response:
+        return JSONResponse(published)
+
     snapshots: list[Any] = []
 
     async def memory_diff(request: Request) -> Response:
@@ -185,6 +202,7 @@ def create_bench_app() -> Starlette:
             Route("/bare/sql", statements),
             Route("/bare/restock", restock, methods=["POST"]),
             Route("/bare/memory", memory_diff),
+            Route("/bare/published", last_publish),
         ]
     )
     return app

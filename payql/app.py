@@ -22,7 +22,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
-from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult as StrawberryResult
 from tortoise import Tortoise
@@ -38,6 +37,7 @@ from models.outbox import Outbox
 from models.write_path import AttemptLimits, PaymentService, ensure_counters
 from payql import pages, trusted
 from payql.graphql_http import GraphQLOverHTTP
+from payql.graphql_ws import GraphQLWebsocket
 from payql.logs import install_redaction
 from payql.ops import Metrics, healthz, readyz
 from payql.security import BodyLimit, RequestLog, SecurityHeaders, WebsocketGuard, client_ip
@@ -170,8 +170,6 @@ class PayqlGraphQL(GraphQLOverHTTP[Context, None]):
     """Strawberry's ASGI view, answering as GraphQL over HTTP says (media types and
     status codes: payql/graphql_http.py), with our context and token checks."""
 
-    graphql_transport_ws_handler_class = trusted.TrustedTransportWS
-
     def __init__(
         self, settings: Settings, service: PaymentService, hub: Hub, tracing: bool = False
     ) -> None:
@@ -180,8 +178,8 @@ class PayqlGraphQL(GraphQLOverHTTP[Context, None]):
             schema,
             # Production: no IDE (and the schema refuses introspection).
             graphql_ide=None if settings.production else "graphiql",
-            # Only graphql-transport-ws: no subscriptions over HTTP streams, which
-            # would dodge the websocket limits.
+            # No subscriptions over HTTP streams, which would dodge the websocket's
+            # limits: the websocket on this URL is payql's own (payql/graphql_ws.py).
             subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
             # CSRF: queries only by GET; POST only as JSON (a form can't send that);
             # no multipart. Mutations over GET are refused (405).
@@ -195,6 +193,7 @@ class PayqlGraphQL(GraphQLOverHTTP[Context, None]):
         self.service = service
         self.hub = hub
         self.trusted = schema.trusted
+        self.schema: PayqlSchema = schema
 
     async def execute_operation(
         self,
@@ -249,6 +248,7 @@ class PayqlGraphQL(GraphQLOverHTTP[Context, None]):
         return await pages.graphiql(request)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        # (never a websocket: those are payql/graphql_ws.py's)
         state = request.scope.get("state", {})
         context = Context(
             service=self.service,
@@ -257,11 +257,7 @@ class PayqlGraphQL(GraphQLOverHTTP[Context, None]):
             request_id=state.get("request_id"),
             client_ip=client_ip(request.scope),
             notes=state.get("log", {}),
-            max_subscriptions=self.settings.subscriptions_per_connection,
         )
-        if isinstance(request, WebSocket):
-            context.streaming = True  # the token comes in connection_init
-            return context
         try:
             context.actor = actor_from_header(
                 self.settings.jwt_secret, request.headers.get("authorization")
@@ -276,16 +272,6 @@ class PayqlGraphQL(GraphQLOverHTTP[Context, None]):
                     challenge += ', error="invalid_token"'
                 response.headers["www-authenticate"] = challenge
         return context
-
-    async def on_ws_connect(self, context: Context) -> None:
-        params = context.connection_params if isinstance(context.connection_params, dict) else {}
-        header = params.get("Authorization") or params.get("authorization")
-        try:
-            context.actor = actor_from_header(
-                self.settings.jwt_secret, header if isinstance(header, str) else None
-            )
-        except AuthError as exc:
-            raise ConnectionRejectionError({"reason": str(exc)}) from None
 
 
 def build_gateways(settings: Settings) -> tuple[dict[str, Gateway], dict[str, str]]:
@@ -454,6 +440,15 @@ def create_app(
     wake = asyncio.Event()  # a commit wrote notifications: deliver them now
     service.outbox.wake = wake.set
     graphql = PayqlGraphQL(settings, service, hub, tracing=tracing.enabled)
+    websocket = GraphQLWebsocket(
+        graphql.schema,
+        service,
+        hub,
+        jwt_secret=settings.jwt_secret,
+        allowed_origins=settings.allowed_origins,
+        operations_per_connection=settings.subscriptions_per_connection,
+        outbox_size=hub.queue_size,
+    )
     # /metrics: open in development; in production only with PAYQL_METRICS_TOKEN.
     metrics = Metrics(
         hub,
@@ -524,7 +519,7 @@ def create_app(
 
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
-        WebSocketRoute("/graphql", graphql),
+        WebSocketRoute("/graphql", websocket),
         Route("/healthz", healthz),
         Route("/readyz", readyz(hub, service)),
         Route("/metrics", metrics.endpoint),
@@ -568,6 +563,7 @@ def create_app(
     app.state.settings = settings
     app.state.service = service
     app.state.hub = hub
+    app.state.websocket = websocket
     app.state.metrics = metrics
     app.state.dispatcher = dispatcher
     app.state.tracing = tracing

@@ -177,7 +177,7 @@ class Metrics:
         self.refunds.clear()
         for row in refunds:
             self.refunds.labels(_value(row["status"])).set(row["n"])
-        self.subscribers.set(len(self.hub.listeners))
+        self.subscribers.set(self.hub.count)
 
 
 def _value(status: Any) -> str:

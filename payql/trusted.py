@@ -1,4 +1,5 @@
-"""Trusted documents over HTTP and the websocket: where a request names its document.
+"""Trusted documents over HTTP: where a request names its document (the websocket's
+subscribe does it in its payload: payql/graphql_ws.py).
 
 schema/trusted.py holds the manifest and the rules; this is what PayqlGraphQL calls
 to find a request's document id (`documentId` in the JSON body or the query string,
@@ -10,18 +11,13 @@ text (PayqlSchema._prepare_operation_async).
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter
 from graphql import GraphQLError
 from strawberry.http import GraphQLRequestData
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    BaseGraphQLTransportWSHandler,
-)
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 
 from payql.settings import Settings
-from resolvers.context import Context
 from schema.trusted import DocumentRefused, TrustedDocuments
 
 _KEY = b'"documentId"'
@@ -61,41 +57,6 @@ async def resolve_http(
 def names_a_document(params: Any) -> bool:
     """A GET that names a document by id is an operation, not a request for GraphiQL."""
     return "documentId" in params or "extensions" in params
-
-
-class TrustedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws, where a `subscribe` may name a trusted document instead of
-    sending its query (payload.documentId or payload.extensions.persistedQuery), and
-    where only trusted documents may be subscribed when only those are accepted."""
-
-    async def handle_subscribe(self, message: SubscribeMessage) -> None:
-        payload: Any = message.get("payload")
-        op_id = message.get("id")
-        trusted = getattr(self.schema, "trusted", None)
-        if self.connection_acknowledged and isinstance(trusted, TrustedDocuments):
-            # Strawberry checks neither: a subscribe whose id is not a string would run
-            # its query unchecked (a free query past trusted-documents-only mode).
-            if not isinstance(op_id, str) or not isinstance(payload, dict):
-                await self.websocket.close(
-                    code=4400, reason="a subscribe needs a string id and an object payload"
-                )
-                return
-            if op_id not in self.operations:  # else Strawberry's 4409
-                try:
-                    query = trusted.query_for(
-                        payload.get("query"), payload.get("documentId"), payload.get("extensions")
-                    )
-                except DocumentRefused as refused:
-                    error = refused.graphql_error()
-                    await self.send_message(
-                        {"id": op_id, "type": "error", "payload": [error.formatted]}
-                    )
-                    return
-                if query is not None:
-                    message = cast(
-                        SubscribeMessage, {**message, "payload": {**payload, "query": query}}
-                    )
-        await super().handle_subscribe(message)
 
 
 def check_manifest(settings: Settings) -> None:

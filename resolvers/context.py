@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from resolvers.live import Hub
 
 
-@dataclass
+@dataclass(slots=True)
 class Context:
     service: PaymentService
     actor: Actor | None
@@ -24,14 +24,10 @@ class Context:
     # Over a websocket the context lives as long as the connection: its loaders must
     # not cache, or a subscriber would be served stale rows.
     streaming: bool = False
-    connection_params: Any = None
     request_id: str | None = None
     client_ip: str | None = None
     # Log notes for the request's one log line (the operation's name).
     notes: dict[str, Any] = field(default_factory=dict)
-    # Over a websocket: how many subscriptions this connection may have open, and has.
-    max_subscriptions: int = 20
-    active_subscriptions: int = 0
     _loaders: Loaders | None = None
 
     @property

@@ -1,29 +1,34 @@
-"""Live status: the event log, read once per process and fanned out to local listeners.
+"""Live status: the event log, read once per process, and the subscribers it feeds.
 
 Every committed change is an audit event with its position and its snapshot
 (models/event_log.py, models/snapshots.py). The hub follows the log: after each
 commit the write path broadcasts that the log grew (memory:// in one process, Redis
 across many), and the hub reads what is new, in order, below the horizon that makes
-positions final, and hands each change to every listener. A message is a doorbell,
-never the data: a lost or late one delays a change, never reorders or loses it (the
-hub also looks every second while anyone listens). broadcaster's own per-subscriber
-queues are unbounded and its concurrent-subscribe race loses subscribers (see the
-stack notes), so the hub subscribes once, for the app's lifetime; each listener has a
-bounded backlog, and one that falls too far behind is closed rather than let memory
-grow. The hub is also the publisher the write path calls after commit.
+positions final. A message is a doorbell, never the data: a lost or late one delays a
+change, never reorders or loses it (the hub also looks every second while anyone
+listens). broadcaster's own per-subscriber queues are unbounded and its
+concurrent-subscribe race loses subscribers (see the stack notes), so the hub
+subscribes once, for the app's lifetime.
+
+Subscribers are records the hub holds (Subscriber), indexed by the payment or order
+they watch, with no task or generator each: for each change the hub renders the
+`next` payload once per selection key (the same document, variables and view of the
+data) and writes one frame per subscriber to its connection (payql/graphql_ws.py),
+which bounds what may wait to be sent. The hub is also the publisher the write path
+calls after commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
 from opentelemetry.trace import SpanKind
 
@@ -52,10 +57,6 @@ HELD_MAX = 0.2
 # Held that long, the wait is said in the log (a transaction left open somewhere).
 HELD_WARNING_S = 5.0
 BATCH = 500
-# Subscription results per (operation, variables, caller, change): see schema/fanout.py.
-SHARED_RENDERS = 1024
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,9 @@ class Change:
     status: PaymentStatus
     occurred_at: datetime
     as_of: AsOf
-    live: bool = False  # read by the hub (shared by its listeners), not a replay
 
 
-async def change_of(event: PaymentEvent, live: bool = False) -> Change:
+async def change_of(event: PaymentEvent) -> Change:
     state = await as_of(event)
     payment = state.payment
     moved = event.to_status is not None
@@ -92,7 +92,6 @@ async def change_of(event: PaymentEvent, live: bool = False) -> Change:
         status=event.to_status if event.to_status is not None else payment.status,
         occurred_at=event.created_at,
         as_of=state,
-        live=live,
     )
 
 
@@ -116,101 +115,118 @@ class EventLog:
     async def read(self, mark: Position, limit: int) -> tuple[list[Change], bool]:
         rows, horizon = await event_log.newer(mark, limit)
         final = [row for row in rows if row.xid < horizon]
-        return [await change_of(row, live=True) for row in final], len(final) < len(rows)
+        return [await change_of(row) for row in final], len(final) < len(rows)
 
 
 class SlowSubscriber(PublicError):
     """The subscriber fell too far behind and was closed."""
 
+    code = "SUBSCRIBER_TOO_SLOW"
+
 
 class Interrupted(PublicError):
     """The broadcast connection was lost: changes may have been missed meanwhile."""
 
-
-class Listener:
-    """One subscriber's bounded backlog of live changes: a deque and, while the
-    subscriber waits, one future to wake it (lighter than an asyncio.Queue, which
-    holds three deques and an Event per subscriber)."""
-
-    __slots__ = ("interrupted", "items", "overflowed", "size", "waiter")
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.items: deque[Change] = deque()
-        self.waiter: asyncio.Future[None] | None = None
-        self.overflowed = False
-        self.interrupted = False
-
-    def offer(self, change: Change) -> None:
-        if len(self.items) >= self.size:
-            self.overflowed = True
-        else:
-            self.items.append(change)
-        self._wake()
-
-    def interrupt(self) -> None:
-        self.interrupted = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    async def get(self) -> Change:
-        while True:
-            if self.overflowed:
-                raise SlowSubscriber(
-                    "this subscription fell too far behind and was closed: resubscribe with `after`"
-                )
-            if self.interrupted:
-                raise Interrupted(
-                    "live status lost its broadcast connection: resubscribe with `after`"
-                )
-            if self.items:
-                return self.items.popleft()
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
+    code = "LIVE_STATUS_INTERRUPTED"
 
 
-class Shared(Generic[T]):
-    """Work done once per process however many subscribers need it: the first caller
-    starts it, the others await the same answer. The most recent `size` answers are
-    kept; one that failed is forgotten, so the next caller tries again."""
+def too_slow() -> SlowSubscriber:
+    return SlowSubscriber(
+        "this subscription fell too far behind and was closed: resubscribe with `after`"
+    )
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._work: dict[Hashable, asyncio.Future[T]] = {}
 
-    async def get(self, key: Hashable, start: Callable[[], Awaitable[T]]) -> T:
-        work = self._work.get(key)
-        if work is None:
-            work = asyncio.ensure_future(start())
-            self._work[key] = work
-            work.add_done_callback(lambda done: self._forget_failed(key, done))
-            while len(self._work) > self.size:
-                self._work.pop(next(iter(self._work)))
-        # A subscriber that goes away must not cancel the work the others wait for.
-        return await asyncio.shield(work)
+def interrupted() -> Interrupted:
+    return Interrupted("live status lost its broadcast connection: resubscribe with `after`")
 
-    def _forget_failed(self, key: Hashable, work: asyncio.Future[T]) -> None:
-        failed = work.cancelled() or work.exception() is not None
-        if failed and self._work.get(key) is work:
-            del self._work[key]
+
+class Selection(Protocol):
+    """What a subscription asked for (its document, variables and caller's view), able
+    to render a change: schema/subscription.py."""
+
+    # Subscribers whose keys are equal are sent the same render of a change.
+    key: Hashable
+
+    async def render(self, change: Change, context: Any) -> tuple[str, bool]:
+        """The `next` payload as JSON text, and whether others with the same key may be
+        sent it too (a render with errors is not: each has its own request id)."""
+        ...
+
+
+class Connection(Protocol):
+    """Where a subscriber's frames go: payql/graphql_ws.py."""
+
+    context: Any
+
+    def deliver(self, subscriber: Subscriber, payload: str) -> None:
+        """Send the subscriber a `next` with this payload, after what is queued; a
+        connection too far behind ends its subscriptions instead."""
+        ...
+
+    def end(self, subscriber: Subscriber, error: PublicError) -> None:
+        """End one subscription with an error (the hub has already let it go)."""
+        ...
+
+
+class Subscriber:
+    """One subscription as the hub holds it: a record (its connection, its id, its
+    scope, its selection), with no task or generator of its own. The hub writes its
+    frames; while its backlog is being sent, live changes wait in `pending`."""
+
+    __slots__ = ("connection", "held", "id", "mark", "pending", "prefix", "scope", "selection")
+
+    def __init__(
+        self,
+        connection: Connection,
+        op_id: str,
+        scope: Scope,
+        selection: Selection,
+        mark: Position = event_log.START,
+    ) -> None:
+        self.connection = connection
+        self.id = op_id
+        self.scope = scope
+        self.selection = selection
+        # Every change at or before this was sent (or is not for it): sent once only.
+        self.mark = mark
+        self.pending: list[Change] | None = []
+        self.held = False  # by the hub
+        # The frame up to its payload: `next` frames are this, a shared payload, "}".
+        self.prefix = '{"id":' + json.dumps(op_id) + ',"type":"next","payload":'
+
+    def frame(self, payload: str) -> str:
+        return self.prefix + payload + "}"
+
+
+class Scope(Protocol):
+    """Which changes a subscriber is sent (resolvers/subscriptions.py)."""
+
+    @property
+    def payment_id(self) -> str | None: ...
+
+    @property
+    def order_id(self) -> str | None: ...
+
+    def matches(self, change: Change) -> bool: ...
 
 
 class Hub:
+    """Follows the log, holds this process's subscribers, and writes their frames."""
+
     def __init__(
         self, broadcast: Any, queue_size: int = 1000, log: Log | None = None, poll_s: float = POLL_S
     ) -> None:
         self.broadcast = broadcast
-        self.queue_size = queue_size
+        self.queue_size = queue_size  # live changes a subscriber may have waiting
         self.log: Log = log or EventLog()
         self.poll_s = poll_s
-        self.listeners: set[Listener] = set()
-        # The last change handed to listeners: they get every change after it.
+        # Subscribers by what they watch: a change is looked at only by its payment's,
+        # its order's and those who watch all (admins).
+        self._by_payment: dict[str, set[Subscriber]] = {}
+        self._by_order: dict[str, set[Subscriber]] = {}
+        self._everyone: set[Subscriber] = set()
+        self.count = 0  # subscribers held (/metrics)
+        # The last change handed to subscribers: they get every change after it.
         self.position: Position = event_log.START
         self._reading = asyncio.Lock()  # one reader of the log at a time
         self._wake = asyncio.Event()
@@ -218,7 +234,6 @@ class Hub:
         self._tailing: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.connected = False  # the broadcast subscription is up (/readyz)
-        self.renders: Shared[Any] = Shared(SHARED_RENDERS)
 
     async def publish(self, change: Committed) -> None:
         attributes = {
@@ -247,9 +262,124 @@ class Hub:
             with contextlib.suppress(Exception):
                 await self.broadcast.disconnect()
 
+    # -- subscribers --------------------------------------------------------------------
+
+    async def add(self, subscriber: Subscriber) -> None:
+        """Hold `subscriber`: every change after the hub's position now is its (kept in
+        its `pending` until `go_live`). Read its backlog after this, and nothing falls
+        between the two. (A hub no one listened to first moves to the end of the log:
+        the backlog holds what came before.)"""
+        if not self.count:
+            async with self._reading:
+                if not self.count:  # the log may have grown while no one listened
+                    self.position = max(self.position, await self.log.end())
+                self._hold(subscriber)
+            self._wake.set()  # the log is polled while anyone listens: from now
+        else:
+            self._hold(subscriber)
+
+    def _hold(self, subscriber: Subscriber) -> None:
+        self._index(subscriber).add(subscriber)
+        subscriber.held = True
+        self.count += 1
+
+    def remove(self, subscriber: Subscriber) -> bool:
+        """Let it go; False if the hub no longer held it."""
+        if not subscriber.held:
+            return False
+        subscriber.held = False
+        subscriber.pending = None
+        scope = subscriber.scope
+        if scope.payment_id is not None:
+            held = self._by_payment.get(scope.payment_id)
+        elif scope.order_id is not None:
+            held = self._by_order.get(scope.order_id)
+        else:
+            held = self._everyone
+        assert held is not None
+        held.discard(subscriber)
+        if not held and held is not self._everyone:
+            if scope.payment_id is not None:
+                del self._by_payment[scope.payment_id]
+            else:
+                assert scope.order_id is not None
+                del self._by_order[scope.order_id]
+        self.count -= 1
+        return True
+
+    async def go_live(self, subscriber: Subscriber) -> None:
+        """Its backlog sent: send what came meanwhile (none twice), then live changes as
+        they come."""
+        while subscriber.pending:
+            change = subscriber.pending.pop(0)
+            if change.position > subscriber.mark:
+                subscriber.mark = change.position
+                payload, _ = await subscriber.selection.render(
+                    change, subscriber.connection.context
+                )
+                if not subscriber.held:  # ended meanwhile
+                    return
+                subscriber.connection.deliver(subscriber, payload)
+        if subscriber.held:
+            subscriber.pending = None
+
+    def _index(self, subscriber: Subscriber) -> set[Subscriber]:
+        scope = subscriber.scope
+        if scope.payment_id is not None:
+            return self._by_payment.setdefault(scope.payment_id, set())
+        if scope.order_id is not None:
+            return self._by_order.setdefault(scope.order_id, set())
+        return self._everyone
+
+    def _audience(self, change: Change) -> list[Subscriber]:
+        audience = list(self._everyone)
+        for index, key in (
+            (self._by_payment, change.payment_id),
+            (self._by_order, change.order_id),
+        ):
+            held = index.get(key)
+            if held:
+                audience += held
+        return audience
+
+    def _end(self, subscriber: Subscriber, error: PublicError) -> None:
+        if self.remove(subscriber):
+            subscriber.connection.end(subscriber, error)
+
+    async def _deliver(self, change: Change) -> None:
+        """One change to every subscriber it is for: rendered once per selection key,
+        and written as one frame to each."""
+        payloads: dict[Hashable, str] = {}
+        for subscriber in self._audience(change):
+            if not subscriber.scope.matches(change):
+                continue
+            pending = subscriber.pending
+            if pending is not None:  # its backlog is still being sent
+                if len(pending) >= self.queue_size:
+                    self._end(subscriber, too_slow())
+                else:
+                    pending.append(change)
+                continue
+            if change.position <= subscriber.mark:
+                continue
+            subscriber.mark = change.position
+            key = subscriber.selection.key
+            payload = payloads.get(key)
+            if payload is None:
+                payload, shared = await subscriber.selection.render(
+                    change, subscriber.connection.context
+                )
+                if shared:
+                    payloads[key] = payload
+                if not subscriber.held:  # ended while it was rendered
+                    continue
+            subscriber.connection.deliver(subscriber, payload)
+
+    # -- following the log -------------------------------------------------------------
+
     async def _run(self) -> None:
         """Connect and hold the one subscription. When the connection is lost, end the
-        listeners (they resume with `after`) and reconnect, backing off, until it is
+        subscribers (they resume with `after`) and reconnect, backing off, until it is
         back. Queries and mutations never wait on this."""
         delay = RECONNECT_FIRST
         while True:
@@ -268,8 +398,9 @@ class Hub:
             except Exception as exc:
                 log.warning("live status lost its broadcast (%s); reconnecting", exc)
             self.connected = False
-            for listener in list(self.listeners):
-                listener.interrupt()
+            for held in [self._everyone, *self._by_payment.values(), *self._by_order.values()]:
+                for lost in list(held):
+                    self._end(lost, interrupted())
             self._ready.set()  # start() does not wait on a broadcast that is down
             with contextlib.suppress(Exception):
                 await self.broadcast.disconnect()
@@ -285,7 +416,7 @@ class Hub:
         while True:
             timeout = held_delay if held_delay is not None else self.poll_s
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout if self.listeners else None)
+                await asyncio.wait_for(self._wake.wait(), timeout if self.count else None)
             self._wake.clear()
             try:
                 held = await self._catch_up()
@@ -310,35 +441,14 @@ class Hub:
 
     async def _catch_up(self) -> bool:
         async with self._reading:
-            if not self.listeners:
-                # No one to tell: the log is not read at all (the first listener to
-                # come moves the hub to the log's end: see listen).
+            if not self.count:
+                # No one to tell: the log is not read at all (the first subscriber to
+                # come moves the hub to the log's end: see add).
                 return False
             while True:
                 changes, held = await self.log.read(self.position, BATCH)
                 for change in changes:
-                    for listener in list(self.listeners):
-                        listener.offer(change)
+                    await self._deliver(change)
                     self.position = change.position
                 if held or len(changes) < BATCH:
                     return held
-
-    @contextlib.asynccontextmanager
-    async def listen(self) -> AsyncIterator[Listener]:
-        """Every change after the hub's position when this is entered, in order: read
-        the backlog after entering it, and nothing falls between the two. (A hub no
-        one listened to first moves to the end of the log: the listener's backlog
-        holds what came before.)"""
-        listener = Listener(self.queue_size)
-        if not self.listeners:
-            async with self._reading:
-                if not self.listeners:  # the log may have grown while no one listened
-                    self.position = max(self.position, await self.log.end())
-                self.listeners.add(listener)
-            self._wake.set()  # the log is polled while anyone listens: from now
-        else:
-            self.listeners.add(listener)
-        try:
-            yield listener
-        finally:
-            self.listeners.discard(listener)

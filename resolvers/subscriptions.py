@@ -1,4 +1,5 @@
-"""The paymentStatusChanged subscription: backlog or current state first, then live.
+"""The paymentStatusChanged subscription: checked once at subscribe, then its backlog
+(or current state); live changes follow from the hub (resolvers/live.py).
 
 Every committed change is a message (its audit event's type, and the payment as that
 change left it), in the log's order: after a cursor, each change committed since is
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any
 
 from graphql import GraphQLError
 from tortoise.queryset import QuerySet
@@ -25,8 +27,11 @@ from resolvers.live import Change, change_of
 BACKLOG_PAGE = 200
 
 
-@dataclass(frozen=True)
-class _Scope:
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which changes a subscription is sent: its payment's or order's (or all, for an
+    admin who names neither), and only what its caller may see."""
+
     actor: Actor
     payment_id: str | None
     order_id: str | None
@@ -39,16 +44,32 @@ class _Scope:
         return self.actor.admin or change.customer_id == self.actor.customer_id
 
 
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """A subscription validated and authorised: what it watches, and the cursor it
+    resumes after. The schema's resolver returns it; the hub serves it (a record per
+    subscriber, no stream of its own: payql/graphql_ws.py), so it is not iterable."""
+
+    scope: Scope
+    after: Position | None
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        raise TypeError(
+            "paymentStatusChanged is served by payql's websocket (payql/graphql_ws.py), "
+            "not by iterating the resolver's result"
+        )
+
+
 def _refuse(code: str, message: str) -> GraphQLError:
     return GraphQLError(message, extensions={"code": code})
 
 
-async def payment_status_changed(
+async def open_subscription(
     ctx: Context, payment_id: str | None, order_id: str | None, after: str | None
-) -> AsyncIterator[Change]:
+) -> Opening:
+    """Check a subscribe once, before anything is sent: the caller may see what it
+    names, a customer names a payment or an order, `after` is one of our cursors."""
     actor = ctx.who
-    if ctx.live is None:
-        raise _refuse("INTERNAL", "live status is not running")
     if payment_id is not None and not await one_payment(actor, payment_id).exists():
         raise _refuse("NOT_FOUND", "payment not found")
     if order_id is not None and not await one_order(actor, order_id).exists():
@@ -66,53 +87,22 @@ async def payment_status_changed(
                 "after is not a cursor from this subscription (a message's `cursor`, or "
                 "liveCursor; an event's id is not one)",
             )
-    scope = _Scope(actor, payment_id, order_id)
-    if ctx.active_subscriptions >= ctx.max_subscriptions:
-        raise _refuse(
-            "RATE_LIMITED",
-            f"this connection already has {ctx.max_subscriptions} subscriptions open, the "
-            "most it may: end one, or open another connection",
-        )
-    ctx.active_subscriptions += 1
-    try:
-        async with aclosing(_follow(ctx, scope, position)) as changes:
-            async for change in changes:
-                yield change
-                del change  # while it waits, a subscription holds no change
-    finally:
-        ctx.active_subscriptions -= 1
+    return Opening(Scope(actor, payment_id, order_id), position)
 
 
-async def _follow(
-    ctx: Context, scope: _Scope, position: Position | None
-) -> AsyncGenerator[Change, None]:
-    assert ctx.live is not None
-    # Listen first, then read: a change committed in between is in both, and sent
-    # once. The hub hands on every change after the position it had when we began
-    # listening, and the backlog holds every final one up to now: no gap between.
-    async with ctx.live.listen() as listener:
-        floor = position or event_log.START
-        sent: dict[str, Position] = {}  # payment id -> the last change sent for it
-        async with aclosing(_replayed(scope, position)) as replayed:
-            async for event in replayed:
-                change = await change_of(event)
-                del event
-                sent[change.payment_id] = change.position
-                yield change
-                del change  # an idle subscription keeps none of it (nor its snapshot)
-        del replayed
-        while True:
-            live = await listener.get()
-            if live.position <= max(floor, sent.get(live.payment_id, event_log.START)):
-                continue
-            if not scope.matches(live):
-                continue
-            sent[live.payment_id] = live.position
-            yield live
-            del live
+async def backlog(opening: Opening) -> AsyncGenerator[Change, None]:
+    """What a subscription is sent before live changes, in the log's order: with
+    `after`, every final change since, a page at a time; else, with a payment or an
+    order, each one's latest change (its state now); else nothing. Hold the subscriber
+    in the hub before reading it: a change committed in between is in both, and sent
+    once (Subscriber.mark); the hub holds every change after the position it had then,
+    and this every final one up to now, so nothing falls between."""
+    async with aclosing(_replayed(opening.scope, opening.after)) as replayed:
+        async for event in replayed:
+            yield await change_of(event)
 
 
-async def _replayed(scope: _Scope, position: Position | None) -> AsyncGenerator[PaymentEvent, None]:
+async def _replayed(scope: Scope, position: Position | None) -> AsyncGenerator[PaymentEvent, None]:
     """What a subscription is sent before live changes: with `after`, every final
     change since, a page at a time; else, with a payment or an order, each one's
     latest change (its state now)."""
@@ -131,7 +121,7 @@ async def _replayed(scope: _Scope, position: Position | None) -> AsyncGenerator[
         mark = event_log.position(page[-1])
 
 
-async def _page_after(scope: _Scope, mark: Position) -> list[PaymentEvent]:
+async def _page_after(scope: Scope, mark: Position) -> list[PaymentEvent]:
     """The next page of final changes after `mark`: each page below a horizon of its
     own, which only moves on, so the pages join with no gap."""
     query = await event_log.final(_events(scope))
@@ -141,7 +131,7 @@ async def _page_after(scope: _Scope, mark: Position) -> list[PaymentEvent]:
     return page
 
 
-def _events(scope: _Scope) -> QuerySet[PaymentEvent]:
+def _events(scope: Scope) -> QuerySet[PaymentEvent]:
     query = PaymentEvent.all()
     if scope.payment_id is not None:
         query = query.filter(payment_id=scope.payment_id)
@@ -152,7 +142,7 @@ def _events(scope: _Scope) -> QuerySet[PaymentEvent]:
     return query
 
 
-async def _current_state(scope: _Scope) -> list[PaymentEvent]:
+async def _current_state(scope: Scope) -> list[PaymentEvent]:
     """Each matching payment's latest change: its state now, oldest payment first."""
     latest: dict[str, PaymentEvent] = {}
     for event in await (await event_log.final(_events(scope))).order_by("xid", "id"):

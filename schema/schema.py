@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError, NoSchemaIntrospectionCustomRule
+from graphql import (
+    ASTValidationRule,
+    Executor,
+    GraphQLError,
+    GraphQLSyntaxError,
+    NoSchemaIntrospectionCustomRule,
+    create_source_event_stream,
+)
+from graphql import ExecutionResult as GraphQLResult
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
@@ -17,11 +27,13 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.execution import PreExecutionError
+from strawberry.types.graphql import OperationType
 
 from models.carddata import redact_pans
-from schema.fanout import SharedRenderExecutor
+from resolvers.subscriptions import Opening
 from schema.guards import (
     DocumentLimits,
     Limits,
@@ -34,11 +46,28 @@ from schema.guards import (
 )
 from schema.mutation import Mutation
 from schema.query import Query
-from schema.subscription import Subscription
+from schema.subscription import Selection, Subscription
 from schema.tracing import TraceOperation
 from schema.trusted import TrustedDocuments
 
 log = logging.getLogger("payql.graphql")
+
+
+class Unreadable(Exception):
+    """A document that cannot be run at all (it does not parse; no such operation):
+    graphql-transport-ws closes the socket with 4400 and this reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A subscription accepted: what it watches, and what it asked for."""
+
+    opening: Opening
+    selection: Selection
 
 
 class PayqlSchema(strawberry.Schema):
@@ -51,7 +80,6 @@ class PayqlSchema(strawberry.Schema):
             # Tracing (on only when asked for): first, so its span holds all the rest.
             extensions=[TraceOperation, *extensions(limits)] if tracing else extensions(limits),
             config=StrawberryConfig(disable_field_suggestions=limits.production),
-            execution_context_class=SharedRenderExecutor,
         )
         self.trusted = TrustedDocuments()  # build_schema loads the manifest, if any
 
@@ -78,6 +106,88 @@ class PayqlSchema(strawberry.Schema):
             request_id = getattr(kwargs.get("context_value"), "request_id", None)
             result.errors = [e if expected(e) else masked(e, request_id) for e in result.errors]
         return result
+
+    async def open_subscription(
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        context: Any,
+        operation_name: str | None,
+    ) -> Opened | list[GraphQLError]:
+        """A subscribe, checked once: parsed, validated and measured with every guard a
+        request passes (Strawberry's extensions: limits, trusted documents, masking,
+        its span), its variables coerced and its resolver run, which authorises it.
+        The subscription's selection, or the errors to refuse it with; Unreadable for a
+        document that cannot run. (Strawberry's own steps before execution, as HTTP
+        takes them: private, hence the pinned minor version.)"""
+        ec = self._create_execution_context(
+            query, (OperationType.SUBSCRIPTION,), variables, context, None, operation_name
+        )
+        extensions = self.get_extensions()
+        for extension in extensions:
+            extension.execution_context = ec
+        runner = self.create_extensions_runner(ec, extensions)
+        opened: Opened | None = None
+        errors: list[GraphQLError] = []
+        async with runner.operation():
+            try:
+                refused = await self._prepare_operation_async(ec, runner)
+            except CannotGetOperationTypeError as error:
+                raise Unreadable(error.as_http_error_reason()) from None
+            if refused is not None:
+                errors = list(refused.errors or [])
+                if errors and isinstance(errors[0], GraphQLSyntaxError):
+                    raise Unreadable(errors[0].message)
+            else:
+                assert ec.graphql_document is not None
+                async with runner.executing():
+                    if ec.result is None:  # else an extension answered (no token)
+                        source = await self._source(ec.graphql_document, ec)
+                        if isinstance(source, Opening):
+                            selection = Selection.of(
+                                self,
+                                query,
+                                ec.graphql_document,
+                                variables,
+                                operation_name,
+                                context.who,
+                            )
+                            opened = Opened(source, selection)
+                            source = GraphQLResult(None, None)
+                        ec.result = source
+                errors = list(getattr(ec.result, "errors", None) or [])
+            if errors:
+                self._process_errors(errors, ec)  # logged once, as they are
+                ec.pre_execution_errors = errors  # (its span says which codes)
+        if opened is not None:
+            return opened
+        request_id = getattr(context, "request_id", None)
+        return [e if expected(e) else masked(e, request_id) for e in errors]
+
+    async def _source(self, document: Any, ec: ExecutionContext) -> Opening | GraphQLResult:
+        """Run the subscription's resolver, as graphql-core would to make its source
+        stream: the variables coerced, the arguments read, the resolver called."""
+        built = Executor.build(
+            self._schema, document, None, ec.context, ec.variables, ec.operation_name
+        )
+        if not isinstance(built, Executor):
+            return GraphQLResult(None, built)
+        source = create_source_event_stream(built)
+        if not isinstance(source, GraphQLResult | Opening):
+            source = await source  # type: ignore[misc]
+        assert isinstance(source, GraphQLResult | Opening), source
+        return source
+
+    def payload(self, result: GraphQLResult, context: Any) -> tuple[str, bool]:
+        """A change's render as a `next` payload (JSON text), and whether it may be
+        shared: one with errors is not (its masked errors carry their own request id)."""
+        if not result.errors:
+            return json.dumps({"data": result.data}, separators=(",", ":")), True
+        self._process_errors(result.errors)
+        request_id = getattr(context, "request_id", None)
+        errors = [e if expected(e) else masked(e, request_id) for e in result.errors]
+        body = {"data": result.data, "errors": [e.formatted for e in errors]}
+        return json.dumps(body, separators=(",", ":")), False
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

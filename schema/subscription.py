@@ -1,13 +1,26 @@
-"""The Subscription root."""
+"""The Subscription root, and a subscription's selection as the hub renders it.
+
+A subscribe is parsed, validated, measured and authorised once (PayqlSchema.
+open_subscription); its resolver returns what it watches (an Opening), not a stream.
+Each change is then executed against the subscription's document with the change as
+the root value, as graphql-core does for every event of a subscription, and the
+result is shared by every subscriber with the same document, variables and view.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import json
+import weakref
+from collections.abc import AsyncIterable, Hashable
 from datetime import datetime
+from inspect import isawaitable
+from typing import TYPE_CHECKING, Any
 
 import strawberry
+from graphql import DocumentNode, ExecutionResult, execute
 from strawberry.types import Info
 
+from models.access import Actor
 from models.event_log import cursor
 from resolvers import subscriptions
 from resolvers.context import Context
@@ -15,6 +28,9 @@ from resolvers.live import Change
 from schema.enums import PaymentStatus
 from schema.guards import guard_input
 from schema.types import Payment
+
+if TYPE_CHECKING:
+    from schema.schema import PayqlSchema
 
 
 @strawberry.type(
@@ -79,11 +95,76 @@ class Subscription:
         payment_id: strawberry.ID | None = None,
         order_id: strawberry.ID | None = None,
         after: strawberry.ID | None = None,
-    ) -> AsyncGenerator[PaymentStatusChange, None]:
+    ) -> AsyncIterable[PaymentStatusChange]:
         guard_input(paymentId=payment_id, orderId=order_id, after=after)
-        changes = subscriptions.payment_status_changed(info.context, payment_id, order_id, after)
-        async for change in changes:
-            message = PaymentStatusChange(change=change)
-            del change  # while it waits, a subscription holds no change
-            yield message
-            del message
+        # What it watches, checked: the hub sends the messages (payql/graphql_ws.py).
+        return await subscriptions.open_subscription(info.context, payment_id, order_id, after)
+
+
+def view(actor: Actor) -> tuple[str, str]:
+    """What of a change a caller may see depends on this only (their role, and whose
+    payments are theirs: clientSecret and nextAction are the owner's)."""
+    return (actor.role, actor.customer_id)
+
+
+class Selection:
+    """A subscription's document, variables and operation, with the caller's view:
+    the key its renders are shared by. One object per key (Selection.of), however many
+    subscribers ask the same."""
+
+    __slots__ = ("__weakref__", "document", "key", "operation_name", "schema", "variables")
+
+    _made: weakref.WeakValueDictionary[Hashable, Selection] = weakref.WeakValueDictionary()
+
+    def __init__(
+        self,
+        schema: PayqlSchema,
+        document: DocumentNode,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        key: Hashable,
+    ) -> None:
+        self.schema = schema
+        self.document = document
+        self.variables = variables
+        self.operation_name = operation_name
+        self.key = key
+
+    @classmethod
+    def of(
+        cls,
+        schema: PayqlSchema,
+        query: str,
+        document: DocumentNode,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        actor: Actor,
+    ) -> Selection:
+        # By the text (fragments included) and the variables as sent; the schema too,
+        # as each app has its own.
+        key = (
+            id(schema),
+            query,
+            operation_name,
+            json.dumps(variables, sort_keys=True, default=str) if variables else "",
+            view(actor),
+        )
+        made = cls._made.get(key)
+        if made is None:
+            made = cls(schema, document, variables, operation_name, key)
+            cls._made[key] = made
+        return made
+
+    async def render(self, change: Change, context: Any) -> tuple[str, bool]:
+        result = execute(
+            self.schema._schema,
+            self.document,
+            root_value=PaymentStatusChange(change=change),
+            context_value=context,
+            variable_values=self.variables,
+            operation_name=self.operation_name,
+        )
+        if isawaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
+        return self.schema.payload(result, context)

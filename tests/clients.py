@@ -4,7 +4,9 @@ over a real websocket."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -178,7 +180,6 @@ class MemoryLog:
                 status=PaymentStatus.COMPLETED,
                 occurred_at=datetime.now(UTC),
                 as_of=None,  # type: ignore[arg-type]
-                live=True,
             )
         )
         return Committed(xid=0, event_id=number, payment_id=payment_id, type="payment.x")
@@ -188,3 +189,60 @@ class MemoryLog:
 
     async def read(self, mark: tuple[int, int], limit: int) -> tuple[list[Any], bool]:
         return [c for c in self.changes if c.position > mark][:limit], False
+
+
+class EventIds:
+    """A selection for tests of the hub alone: renders a change as its event id."""
+
+    key = "event-ids"
+
+    async def render(self, change: Any, context: Any) -> tuple[str, bool]:
+        return json.dumps({"data": change.event_id}), True
+
+
+class Listening:
+    """A subscriber held by a hub, its connection in memory: the event ids the hub
+    writes to it, in order, and how it was ended (get raises that error)."""
+
+    context = None
+
+    def __init__(self) -> None:
+        self.ids: deque[int] = deque()
+        self.error: Exception | None = None
+        self._arrived = asyncio.Event()
+
+    def deliver(self, subscriber: Any, payload: str) -> None:
+        self.ids.append(json.loads(payload)["data"])
+        self._arrived.set()
+
+    def end(self, subscriber: Any, error: Exception) -> None:
+        self.error = error
+        self._arrived.set()
+
+    async def get(self) -> int:
+        while not self.ids:
+            if self.error is not None:
+                raise self.error
+            self._arrived.clear()
+            await asyncio.wait_for(self._arrived.wait(), WAIT)
+        return self.ids.popleft()
+
+
+@asynccontextmanager
+async def listening(hub: Any, live: bool = True, scope: Any = None) -> AsyncIterator[Listening]:
+    """Hold a subscriber in `hub`: to every change, or to those of `scope`; live at
+    once unless `live` is False (then as if its backlog were still being sent)."""
+    from models.access import Actor
+    from resolvers.live import Subscriber
+    from resolvers.subscriptions import Scope
+
+    connection = Listening()
+    scope = scope or Scope(Actor("admin", "admin"), None, None)
+    subscriber = Subscriber(connection, "1", scope, EventIds())
+    await hub.add(subscriber)
+    if live:
+        await hub.go_live(subscriber)
+    try:
+        yield connection
+    finally:
+        hub.remove(subscriber)

@@ -67,13 +67,13 @@ def paypal() -> Iterator[FakePayPal]:
 
 @pytest.fixture(scope="session")
 def node_scripts() -> Path:
-    """tests/node, its npm packages (graphql-js, graphql-http) installed by `npm ci`
+    """tests/node, its npm packages (graphql-js, graphql-http, graphql-ws) installed by `npm ci`
     from the lock file when they are missing or not the locked version."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        pytest.skip("needs node and npm (tests/node runs graphql-js and graphql-http)")
+        pytest.skip("needs node and npm (tests/node runs graphql-js, graphql-http, graphql-ws)")
     lock = json.loads((NODE / "package-lock.json").read_text())
-    for package in ("graphql", "graphql-http"):
+    for package in ("graphql", "graphql-http", "graphql-ws", "ws"):
         locked = lock["packages"][f"node_modules/{package}"]["version"]
         installed = NODE / "node_modules" / package / "package.json"
         if not installed.exists() or json.loads(installed.read_text())["version"] != locked:

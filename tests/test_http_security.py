@@ -290,10 +290,10 @@ async def test_an_unexpected_error_in_a_subscription_is_masked_too(
     server: LiveServer, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given live status failing the way a bug would, with internals in its message
-    def broken_listen() -> Any:
+    async def broken_add(subscriber: Any) -> None:
         raise RuntimeError("SELECT * FROM payment_event -- sk_live_abcdef123456")
 
-    monkeypatch.setattr(server.app.state.hub, "listen", broken_listen)
+    monkeypatch.setattr(server.app.state.hub, "add", broken_add)
     # when an admin subscribes
     async with Subscription.connect(server.url, http, server.token("admin", role="admin")) as sub:
         await sub.ack()

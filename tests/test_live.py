@@ -12,12 +12,11 @@ import pytest
 from clients import Client, Subscription, cursor_number, status_reaches
 from conftest import pay, place_order, refund
 from gateway_support import approve_quietly, confirm, post_webhook, stripe_event, stripe_intent
-from graphql import ExecutionResult, GraphQLError
 from servers import LiveServer
 
 from models.write_path import Committed
 from resolvers import live
-from schema import fanout
+from schema.subscription import Selection
 
 STATUS_CHANGED = """
 subscription ($paymentId: ID, $orderId: ID, $after: ID) {
@@ -315,13 +314,13 @@ async def test_subscribers_asking_the_same_share_one_render_of_a_change(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     renders: list[tuple[Any, ...]] = []
-    original = fanout._SharedEvent._own
+    original = Selection.render
 
-    async def counted(self: fanout._SharedEvent, serially: bool | None) -> Any:
-        renders.append(self.key)
-        return await original(self, serially)
+    async def counted(self: Selection, change: live.Change, context: Any) -> Any:
+        renders.append((self.key, change.position))
+        return await original(self, change, context)
 
-    monkeypatch.setattr(fanout._SharedEvent, "_own", counted)
+    monkeypatch.setattr(Selection, "render", counted)
     admin_token = server.token("admin", role="admin")
     alice_token = server.token("cus_alice", email="alice@example.com")
     # given three admin connections with the same operation and variables, Alice with
@@ -361,39 +360,7 @@ async def test_subscribers_asking_the_same_share_one_render_of_a_change(
     ]
     # and each change was rendered once per (operation, variables, caller): three times
     assert len(renders) == len(set(renders)) == 9
-    assert set(Counter(key[4] for key in renders).values()) == {3}
-
-
-async def test_a_shared_render_with_errors_is_not_handed_on() -> None:
-    # given a render that comes back with an error (say, a field that failed)
-    calls: list[str] = []
-
-    class Render:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        async def execute_operation(self, serially: bool | None = None) -> ExecutionResult:
-            calls.append(self.name)
-            await asyncio.sleep(0.01)
-            errors = [GraphQLError("boom")] if self.name == "first" else None
-            return ExecutionResult(data={"who": self.name}, errors=errors)
-
-    shared: live.Shared[Any] = live.Shared(8)
-    key = ("operation", "", "actor", "pay_1", 7)
-    first = fanout._SharedEvent(Render("first"), shared, key)  # type: ignore[arg-type]
-    second = fanout._SharedEvent(Render("second"), shared, key)  # type: ignore[arg-type]
-    # when two subscribers of the same shape reach the same change together
-    a, b = await asyncio.gather(first.execute_operation(), second.execute_operation())
-    # then the first gets its own result, errors and all, and the second renders its own
-    assert a.errors and a.data == {"who": "first"}
-    assert b.errors is None and b.data == {"who": "second"}
-    assert calls == ["first", "second"]
-    # and a third, once a clean render is shared, is handed that one without rendering
-    third = fanout._SharedEvent(Render("third"), live.Shared(8), key)  # type: ignore[arg-type]
-    clean = await third.execute_operation()
-    fourth = fanout._SharedEvent(Render("fourth"), third.renders, key)  # type: ignore[arg-type]
-    assert (await fourth.execute_operation()) is clean
-    assert calls == ["first", "second", "third"]
+    assert set(Counter(position for _, position in renders).values()) == {3}
 
 
 async def test_documents_alike_but_for_their_fragments_are_rendered_apart(
