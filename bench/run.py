@@ -819,7 +819,9 @@ async def memory_profile(kind: str, n: int) -> list[str]:
             await http.get("/bare/memory")
             sockets = await open_sockets(srv.url, n, graphql)
             await asyncio.sleep(1.0)
-            top: list[str] = (await http.get("/bare/memory", params={"top": 30})).json()["top"]
+            answer = (await http.get("/bare/memory", params={"top": 30})).json()
+            top: list[str] = answer["top"]
+            top.append(f"in all: {answer['total_bytes'] / n:.0f} B per connection (traced)")
             await asyncio.gather(*(ws.close() for ws in sockets))
     return top
 

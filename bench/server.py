@@ -179,11 +179,13 @@ def create_bench_app() -> Starlette:
             return JSONResponse({"error": "start the server with PYTHONTRACEMALLOC=1"}, 400)
         snapshot = tracemalloc.take_snapshot()
         top: list[str] = []
+        total = 0
         if snapshots:
             stats = snapshot.compare_to(snapshots[-1], "lineno")
             top = [str(stat) for stat in stats[: int(request.query_params.get("top", "25"))]]
+            total = sum(stat.size_diff for stat in stats)
         snapshots[:] = [snapshot]
-        return JSONResponse({"top": top})
+        return JSONResponse({"top": top, "total_bytes": total})
 
     async def statements(request: Request) -> Response:
         """The statement count; ?counting=1 or 0 turns counting on or off (it costs a

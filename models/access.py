@@ -12,7 +12,7 @@ from models.errors import DomainError, ErrorCode
 from models.tables import Order, Payment
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Actor:
     customer_id: str
     role: str  # "customer" or "admin"

@@ -56,6 +56,11 @@ log = logging.getLogger("payql.ws")
 
 PROTOCOL = "graphql-transport-ws"
 INIT_WAIT_S = 60.0  # for connection_init, as graphql-ws's server waits by default
+# Subscriptions opened at once per process (each reads the database: its check and its
+# backlog): when thousands of dashboards reconnect together (a deploy, a network blip),
+# they queue here rather than take every pooled connection from payments, and the
+# memory their opening takes stays that of a few.
+OPENING_AT_ONCE = 16
 _CLOSE = object()  # in a connection's outbox: close after what is before it
 
 
@@ -82,6 +87,7 @@ class GraphQLWebsocket:
         self.operations_per_connection = operations_per_connection
         self.outbox_size = outbox_size  # frames a connection may have waiting
         self.init_wait_s = INIT_WAIT_S
+        self.opening = asyncio.Semaphore(OPENING_AT_ONCE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "websocket"
@@ -160,23 +166,12 @@ class Connection:
         )
         disconnected = False
         try:
+            # (No message is held by a local while the next is awaited: an idle
+            # connection keeps none of what it was sent.)
             while not self.closing:
-                message = await receive()
-                if message["type"] == "websocket.disconnect":
-                    disconnected = True
+                disconnected = self.take(await receive())
+                if disconnected:
                     break
-                if message["type"] != "websocket.receive":
-                    continue
-                text = message.get("text")
-                if text is None:
-                    self.close(4400, "WebSocket message type must be text")
-                    break
-                try:
-                    data = json.loads(text)
-                except (ValueError, RecursionError):
-                    self.close(4400, "WebSocket message must be valid JSON")
-                    break
-                self.handle(data)
         finally:
             self._shutdown()
             writer = self.writer
@@ -187,6 +182,23 @@ class Connection:
                     await writer  # what was queued before our close goes out
 
     # -- messages ----------------------------------------------------------------------
+
+    def take(self, message: Any) -> bool:
+        """One ASGI message; True when the client has gone."""
+        if message["type"] == "websocket.disconnect":
+            return True
+        if message["type"] == "websocket.receive":
+            text = message.get("text")
+            if text is None:
+                self.close(4400, "WebSocket message type must be text")
+                return False
+            try:
+                data = json.loads(text)
+            except (ValueError, RecursionError):
+                self.close(4400, "WebSocket message must be valid JSON")
+                return False
+            self.handle(data)
+        return False
 
     def handle(self, data: Any) -> None:
         kind = data.get("type") if isinstance(data, dict) else None
@@ -286,7 +298,8 @@ class Connection:
             if operation_kind(query, name, self.endpoint.schema.limits.max_tokens) is (
                 OperationType.SUBSCRIPTION
             ):
-                await self._open(op_id, query, variables, name)
+                async with self.endpoint.opening:
+                    await self._open(op_id, query, variables, name)
             else:
                 await self._execute(op_id, query, variables, name)
         except Unreadable as unreadable:

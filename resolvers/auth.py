@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -54,7 +55,7 @@ def actor_from_token(secret: str, token: str) -> Actor:
     email, name = claims.get("email"), claims.get("name")
     return Actor(
         customer_id=sub,
-        role=role,
+        role=sys.intern(role),  # one of two: not a string per connection
         email=email if isinstance(email, str) else None,
         name=name if isinstance(name, str) else None,
     )

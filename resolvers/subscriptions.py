@@ -144,6 +144,10 @@ def _events(scope: Scope) -> QuerySet[PaymentEvent]:
 
 async def _current_state(scope: Scope) -> list[PaymentEvent]:
     """Each matching payment's latest change: its state now, oldest payment first."""
+    if scope.payment_id is not None:  # one payment: its latest change only is read
+        query = await event_log.final(_events(scope))
+        last = await query.order_by("-xid", "-id").first()
+        return [last] if last is not None else []
     latest: dict[str, PaymentEvent] = {}
     for event in await (await event_log.final(_events(scope))).order_by("xid", "id"):
         latest[event.payment_id] = event
