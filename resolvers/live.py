@@ -243,6 +243,9 @@ class Hub:
             "payql.event.type": change.type,
             "payql.cursor": change.event_id,
         }
+        # This process's hub reads it now, not when its own broadcast comes back
+        # (which, then, is no news: see _is_news).
+        self._wake.set()
         async with span("payql.publish", attributes, kind=SpanKind.PRODUCER):
             await self.broadcast.publish(CHANNEL, change.to_json())
 
@@ -392,7 +395,8 @@ class Hub:
                     async for event in subscriber:
                         if event.message == CONNECTION_LOST:
                             raise ConnectionError("the broadcast connection was lost")
-                        self._wake.set()
+                        if self._is_news(event.message):
+                            self._wake.set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -406,6 +410,16 @@ class Hub:
                 await self.broadcast.disconnect()
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX)
+
+    def _is_news(self, message: Any) -> bool:
+        """Whether a broadcast tells of a change the hub has not handed on yet (one
+        this process made was read when it was published)."""
+        try:
+            told = json.loads(message)
+            position = (int(told["xid"]), int(told["id"]))
+        except (ValueError, KeyError, TypeError):
+            return True  # a message we cannot read: look at the log all the same
+        return position > self.position
 
     async def _tail(self) -> None:
         """Read the log when told it grew (and every poll_s while anyone listens, and
