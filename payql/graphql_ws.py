@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import types
@@ -55,7 +56,9 @@ from schema.trusted import DocumentRefused
 log = logging.getLogger("payql.ws")
 
 PROTOCOL = "graphql-transport-ws"
-INIT_WAIT_S = 60.0  # for connection_init, as graphql-ws's server waits by default
+# For connection_init: Strawberry's default, which payql had before (graphql-ws's own
+# server waits 3 s).
+INIT_WAIT_S = 60.0
 # Subscriptions opened at once per process (each reads the database: its check and its
 # backlog): when thousands of dashboards reconnect together (a deploy, a network blip),
 # they queue here rather than take every pooled connection from payments, and the
@@ -81,9 +84,8 @@ class GraphQLWebsocket:
         self.service = service
         self.hub = hub
         self.jwt_secret = jwt_secret
-        self.allowed_origins = {
-            origin if origin == "*" else normalize_origin(origin) for origin in allowed_origins
-        }
+        normalized = (o if o == "*" else normalize_origin(o) for o in allowed_origins)
+        self.allowed_origins = {origin for origin in normalized if origin is not None}
         self.operations_per_connection = operations_per_connection
         self.outbox_size = outbox_size  # frames a connection may have waiting
         self.init_wait_s = INIT_WAIT_S
@@ -91,15 +93,17 @@ class GraphQLWebsocket:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "websocket"
+        if (await receive())["type"] != "websocket.connect":
+            return
         if not self._origin_allowed(Headers(scope=scope)):
             await send({"type": "websocket.close", "code": 1008})  # before accept: a 403
             return
         if PROTOCOL not in scope.get("subprotocols", ()):
+            # as graphql-ws's server does: accepted, then closed saying why
+            await send({"type": "websocket.accept"})
             await send(
                 {"type": "websocket.close", "code": 4406, "reason": "Subprotocol not acceptable"}
             )
-            return
-        if (await receive())["type"] != "websocket.connect":
             return
         await send({"type": "websocket.accept", "subprotocol": PROTOCOL})
         state = scope.get("state", {})
@@ -122,7 +126,10 @@ class GraphQLWebsocket:
             return True
         if is_same_origin(origin, headers.get("host")):
             return True
-        if "*" in self.allowed_origins or normalize_origin(origin) in self.allowed_origins:
+        if "*" in self.allowed_origins:
+            return True
+        normalized = normalize_origin(origin)
+        if normalized is not None and normalized in self.allowed_origins:
             return True
         log.warning("refused a websocket from origin %r", origin)
         return False
@@ -218,12 +225,12 @@ class Connection:
             self.close(4400, f"Unknown message type: {kind}")
 
     def _init(self, payload: Any) -> None:
+        if self.init_received:
+            self.close(4429, "Too many initialisation requests")
+            return
         payload = {} if payload is None else payload
         if not isinstance(payload, dict):
             self.close(4400, "Invalid connection init payload")
-            return
-        if self.init_received:
-            self.close(4429, "Too many initialisation requests")
             return
         self.init_received = True
         if self.timer is not None:
@@ -283,11 +290,20 @@ class Connection:
             self.operations[op_id] = self._start(self._run(op_id, query, variables, name))
 
     def _complete(self, op_id: Any) -> None:
-        entry = self.operations.pop(op_id, None) if isinstance(op_id, str) else None
+        if not isinstance(op_id, str):
+            self.close(4400, "a complete needs a string id")
+            return
+        entry = self.operations.pop(op_id, None)
         if isinstance(entry, Subscriber):
-            self.endpoint.hub.remove(entry)
+            self._stop(entry)
         elif entry is not None:
             entry.cancel()
+
+    def _stop(self, subscriber: Subscriber) -> None:
+        """The hub lets it go, and the task sending its backlog, if any, stops."""
+        self.endpoint.hub.remove(subscriber)
+        if subscriber.opening is not None:
+            subscriber.opening.cancel()
 
     # -- operations ----------------------------------------------------------------------
 
@@ -298,8 +314,7 @@ class Connection:
             if operation_kind(query, name, self.endpoint.schema.limits.max_tokens) is (
                 OperationType.SUBSCRIPTION
             ):
-                async with self.endpoint.opening:
-                    await self._open(op_id, query, variables, name)
+                await self._open(op_id, query, variables, name)
             else:
                 await self._execute(op_id, query, variables, name)
         except Unreadable as unreadable:
@@ -307,14 +322,13 @@ class Connection:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or an outage: masked, and logged in full
-            log.exception("operation %s failed (request %s)", op_id, self.context.request_id)
-            error = masked(GraphQLError(str(exc), original_error=exc), self.context.request_id)
-            if self.operations.get(op_id) is asyncio.current_task():
-                self._error(op_id, [error.formatted])
-            else:
-                entry = self.operations.get(op_id)
-                if isinstance(entry, Subscriber) and self.endpoint.hub.remove(entry):
-                    self._error(op_id, [error.formatted])
+            if self.operations.get(op_id) is asyncio.current_task():  # else not ours now
+                self._fail(op_id, exc)
+
+    def _fail(self, op_id: str, exc: Exception) -> None:
+        log.error("operation %s failed (request %s)", op_id, self.context.request_id, exc_info=exc)
+        error = masked(GraphQLError(str(exc), original_error=exc), self.context.request_id)
+        self._error(op_id, [error.formatted])
 
     async def _execute(
         self, op_id: str, query: str, variables: dict[str, Any] | None, name: str | None
@@ -355,7 +369,10 @@ class Connection:
     ) -> None:
         """A subscription: checked once, then its backlog, then held by the hub."""
         hub = self.endpoint.hub
-        opened = await self.endpoint.schema.open_subscription(query, variables, self.context, name)
+        async with self.endpoint.opening:
+            opened = await self.endpoint.schema.open_subscription(
+                query, variables, self.context, name
+            )
         if self.operations.get(op_id) is not asyncio.current_task():
             return
         if isinstance(opened, list):
@@ -372,21 +389,30 @@ class Connection:
             hub.remove(subscriber)  # completed meanwhile
             return
         self.operations[op_id] = subscriber  # from here the hub holds it
+        subscriber.opening = asyncio.current_task()
         try:
-            changes = backlog(opening)
-            async for change in changes:
+            # Its pages are read a few subscriptions at a time (the opening gate).
+            async for change in backlog(opening, self.endpoint.opening):
                 payload, _ = await subscriber.selection.render(change, self.context)
                 if not subscriber.held:
                     return  # completed, or ended (too far behind)
                 subscriber.mark = change.position
                 self.deliver(subscriber, payload)
             await hub.go_live(subscriber)
-        except BaseException:
+        except asyncio.CancelledError:
             hub.remove(subscriber)
             raise
+        except Exception as exc:
+            hub.remove(subscriber)
+            if self.operations.get(op_id) is subscriber:  # not a newer one under its id
+                self._fail(op_id, exc)
+        finally:
+            subscriber.opening = None
 
     def end(self, subscriber: Subscriber, error: PublicError) -> None:
         """The hub let a subscriber go (too far behind, live status interrupted)."""
+        if subscriber.opening is not None:
+            subscriber.opening.cancel()
         if self.operations.get(subscriber.id) is subscriber:
             code = getattr(error, "code", "LIVE_STATUS_ENDED")
             self._error(subscriber.id, [{"message": str(error), "extensions": {"code": code}}])
@@ -420,7 +446,7 @@ class Connection:
             self.timer = None
         for entry in self.operations.values():
             if isinstance(entry, Subscriber):
-                self.endpoint.hub.remove(entry)
+                self._stop(entry)
         self.operations.clear()
         for task in list(self.tasks or ()):
             task.cancel()
@@ -439,8 +465,8 @@ class Connection:
     def push(self, frame: str) -> None:
         """Send a frame after those before it: written at once when the socket takes
         it (almost always: no task, no queue), else queued behind the write that
-        waits. Past twice the bound (a client that sends but never reads) frames are
-        dropped: the server's pings then find it gone."""
+        waits. Past twice the bound (a client that sends but never reads) the
+        connection is closed."""
         if self.closing:
             return
         outbox = self.outbox
@@ -448,17 +474,22 @@ class Connection:
             self._write({"type": "websocket.send", "text": frame})
         elif len(outbox) < 2 * self.endpoint.outbox_size:
             outbox.append(frame)
+        else:  # it sends and never reads: what waits is dropped, and it is closed
+            outbox.clear()
+            self.close(1008, "too many messages waiting to be read")
 
     def close(self, code: int, reason: str) -> None:
-        """Close the socket after what is already queued; nothing is sent after."""
+        """Close the socket after what is already queued; nothing is sent after. (A
+        close is always sent from the writer task, never by hand: a server's close may
+        wait on a timeout, which belongs to the task that entered it.)"""
         if self.closing:
             return
         self.closing = True
         message = {"type": "websocket.close", "code": code, "reason": _fit(reason)}
         if self.outbox is None:
-            self._write(message)
-        else:
-            self.outbox.append((_CLOSE, message))
+            self.outbox = deque()
+            self.writer = asyncio.ensure_future(self._drain(None, None))
+        self.outbox.append((_CLOSE, message))
 
     def _fell_behind(self) -> None:
         for entry in list(self.operations.values()):
@@ -486,6 +517,10 @@ class Connection:
         buffer has room), that was all; when it must wait for the client to read, a
         task finishes it and writes whatever is queued meanwhile."""
         sending: Any = self.send(message)
+        if not inspect.iscoroutine(sending):  # another kind of awaitable: in a task
+            self.outbox = deque()
+            self.writer = asyncio.ensure_future(self._drain(sending, None))
+            return
         try:
             waiting = sending.send(None)
         except StopIteration:
@@ -497,8 +532,11 @@ class Connection:
         self.writer = asyncio.ensure_future(self._drain(sending, waiting))
 
     async def _drain(self, sending: Any, waiting: Any) -> None:
+        """Finish the send that had to wait (`sending`, started by hand and now
+        `waiting`, or not started), then write what was queued behind it."""
         try:
-            await _resume(sending, waiting)
+            if sending is not None:
+                await (sending if waiting is None else _resume(sending, waiting))
             while self.outbox:
                 item = self.outbox.popleft()
                 if isinstance(item, tuple):  # a close: the last thing sent

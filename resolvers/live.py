@@ -136,6 +136,37 @@ def too_slow() -> SlowSubscriber:
     )
 
 
+class NotRendered(PublicError):
+    """A change could not be rendered for a subscriber (the database away, a bug)."""
+
+    code = "INTERNAL_SERVER_ERROR"
+
+
+def could_not_render() -> NotRendered:
+    return NotRendered("live status could not send a change: resubscribe with `after`")
+
+
+async def _render_all(
+    change: Change, subscribers: list[Subscriber]
+) -> list[tuple[str, bool] | BaseException]:
+    """Each subscriber's selection rendered for the change (one: in this task)."""
+    if len(subscribers) == 1:
+        only = subscribers[0]
+        try:
+            return [await only.selection.render(change, only.connection.context)]
+        except Exception as exc:
+            log.exception("could not render a change for its subscribers")
+            return [exc]
+    renders = await asyncio.gather(
+        *(s.selection.render(change, s.connection.context) for s in subscribers),
+        return_exceptions=True,
+    )
+    for render in renders:
+        if isinstance(render, Exception):
+            log.error("could not render a change for its subscribers", exc_info=render)
+    return renders
+
+
 def interrupted() -> Interrupted:
     return Interrupted("live status lost its broadcast connection: resubscribe with `after`")
 
@@ -173,7 +204,17 @@ class Subscriber:
     scope, its selection), with no task or generator of its own. The hub writes its
     frames; while its backlog is being sent, live changes wait in `pending`."""
 
-    __slots__ = ("connection", "held", "id", "mark", "pending", "prefix", "scope", "selection")
+    __slots__ = (
+        "connection",
+        "held",
+        "id",
+        "mark",
+        "opening",
+        "pending",
+        "prefix",
+        "scope",
+        "selection",
+    )
 
     def __init__(
         self,
@@ -191,6 +232,8 @@ class Subscriber:
         self.mark = mark
         self.pending: list[Change] | None = []
         self.held = False  # by the hub
+        # The connection's task sending its backlog, while it does (stopped with it).
+        self.opening: asyncio.Task[None] | None = None
         # The frame up to its payload: `next` frames are this, a shared payload, "}".
         self.prefix = '{"id":' + json.dumps(op_id) + ',"type":"next","payload":'
 
@@ -350,9 +393,9 @@ class Hub:
             subscriber.connection.end(subscriber, error)
 
     async def _deliver(self, change: Change) -> None:
-        """One change to every subscriber it is for: rendered once per selection key,
-        and written as one frame to each."""
-        payloads: dict[Hashable, str] = {}
+        """One change to every subscriber it is for: rendered once per selection key
+        (distinct keys side by side), and written as one frame to each."""
+        ready: list[Subscriber] = []
         for subscriber in self._audience(change):
             if not subscriber.scope.matches(change):
                 continue
@@ -362,21 +405,33 @@ class Hub:
                     self._end(subscriber, too_slow())
                 else:
                     pending.append(change)
+            elif change.position > subscriber.mark:
+                ready.append(subscriber)
+        if not ready:
+            return
+        firsts: dict[Hashable, Subscriber] = {}
+        for subscriber in ready:
+            firsts.setdefault(subscriber.selection.key, subscriber)
+        renders = await _render_all(change, list(firsts.values()))
+        payloads = dict(zip(firsts, renders, strict=True))
+        for subscriber in ready:
+            render = payloads[subscriber.selection.key]
+            if isinstance(render, BaseException):
+                self._end(subscriber, could_not_render())
                 continue
-            if change.position <= subscriber.mark:
-                continue
-            subscriber.mark = change.position
-            key = subscriber.selection.key
-            payload = payloads.get(key)
-            if payload is None:
-                payload, shared = await subscriber.selection.render(
-                    change, subscriber.connection.context
-                )
-                if shared:
-                    payloads[key] = payload
-                if not subscriber.held:  # ended while it was rendered
+            payload, shared = render
+            if not shared and firsts[subscriber.selection.key] is not subscriber:
+                try:  # its own, with its own request id in any masked error
+                    payload, _ = await subscriber.selection.render(
+                        change, subscriber.connection.context
+                    )
+                except Exception:
+                    log.exception("could not render a change for a subscriber")
+                    self._end(subscriber, could_not_render())
                     continue
-            subscriber.connection.deliver(subscriber, payload)
+            if subscriber.held:  # (not ended while others were rendered)
+                subscriber.mark = change.position
+                subscriber.connection.deliver(subscriber, payload)
 
     # -- following the log -------------------------------------------------------------
 

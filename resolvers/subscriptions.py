@@ -9,7 +9,7 @@ sent once, none skipped (models/event_log.py says why that holds across processe
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from contextlib import AbstractAsyncContextManager, aclosing, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,30 +90,38 @@ async def open_subscription(
     return Opening(Scope(actor, payment_id, order_id), position)
 
 
-async def backlog(opening: Opening) -> AsyncGenerator[Change, None]:
+async def backlog(
+    opening: Opening, gate: AbstractAsyncContextManager[Any] | None = None
+) -> AsyncGenerator[Change, None]:
     """What a subscription is sent before live changes, in the log's order: with
     `after`, every final change since, a page at a time; else, with a payment or an
     order, each one's latest change (its state now); else nothing. Hold the subscriber
     in the hub before reading it: a change committed in between is in both, and sent
     once (Subscriber.mark); the hub holds every change after the position it had then,
-    and this every final one up to now, so nothing falls between."""
-    async with aclosing(_replayed(opening.scope, opening.after)) as replayed:
+    and this every final one up to now, so nothing falls between. Each read of the
+    database is made inside `gate` (which bounds how many run at once)."""
+    async with aclosing(_replayed(opening.scope, opening.after, gate or nullcontext())) as replayed:
         async for event in replayed:
             yield await change_of(event)
 
 
-async def _replayed(scope: Scope, position: Position | None) -> AsyncGenerator[PaymentEvent, None]:
+async def _replayed(
+    scope: Scope, position: Position | None, gate: AbstractAsyncContextManager[Any]
+) -> AsyncGenerator[PaymentEvent, None]:
     """What a subscription is sent before live changes: with `after`, every final
     change since, a page at a time; else, with a payment or an order, each one's
     latest change (its state now)."""
     if position is None:
         if scope.payment_id is not None or scope.order_id is not None:
-            for event in await _current_state(scope):
+            async with gate:
+                latest = await _current_state(scope)
+            for event in latest:
                 yield event
         return
     mark = position
     while True:
-        page = await _page_after(scope, mark)
+        async with gate:
+            page = await _page_after(scope, mark)
         for event in page:
             yield event
         if len(page) < BACKLOG_PAGE:

@@ -37,7 +37,7 @@ REDIS_URL = os.environ.get("PAYQL_TEST_REDIS_URL", "").strip()
 class LiveServer:
     """payql served by uvicorn in a thread of the test process, over real HTTP."""
 
-    def __init__(self, settings: Settings, tracer_provider: Any = None) -> None:
+    def __init__(self, settings: Settings, tracer_provider: Any = None, ws: str = "auto") -> None:
         self.settings = settings
         self.app = create_app(settings, tracer_provider=tracer_provider)
         # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets that
@@ -47,7 +47,8 @@ class LiveServer:
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on")
+        # ws: uvicorn's websocket implementation (auto: websockets' sans-I/O one)
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", ws=ws)  # type: ignore[arg-type]
         self._server = uvicorn.Server(config)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -121,8 +122,10 @@ def base_settings(database_url: str) -> Settings:
 
 
 @contextmanager
-def running_server(settings: Settings, tracer_provider: Any = None) -> Iterator[LiveServer]:
-    server = LiveServer(settings, tracer_provider).start()
+def running_server(
+    settings: Settings, tracer_provider: Any = None, ws: str = "auto"
+) -> Iterator[LiveServer]:
+    server = LiveServer(settings, tracer_provider, ws=ws).start()
     try:
         yield server
     finally:

@@ -207,3 +207,89 @@ async def test_a_client_that_lets_too_many_frames_wait_has_its_subscriptions_end
         assert frames[-1]["payload"][0]["extensions"]["code"] == "SUBSCRIBER_TOO_SLOW"
     finally:
         await hub.stop()
+
+
+class Failing:
+    """A selection whose renders come back with errors (each then its subscriber's own),
+    or raise."""
+
+    key = "failing"
+
+    def __init__(self, raises: bool = False) -> None:
+        self.raises = raises
+        self.renders: list[Any] = []
+
+    async def render(self, change: Any, context: Any) -> tuple[str, bool]:
+        self.renders.append(context)
+        if self.raises:
+            raise RuntimeError("the database went away")
+        return json.dumps({"data": None, "errors": [{"message": str(context)}]}), False
+
+
+class Recording:
+    """A connection that records the payloads delivered to it, and how it was ended."""
+
+    def __init__(self, name: str) -> None:
+        self.context = name
+        self.payloads: list[Any] = []
+        self.ended: list[Exception] = []
+
+    def deliver(self, subscriber: Any, payload: str) -> None:
+        self.payloads.append(json.loads(payload))
+
+    def end(self, subscriber: Any, error: Exception) -> None:
+        self.ended.append(error)
+
+
+async def test_a_render_with_errors_is_not_handed_on_each_subscriber_renders_its_own() -> None:
+    log = MemoryLog()
+    hub = Hub(Broadcast("memory://"), log=log)
+    await hub.start()
+    try:
+        # given two subscribers with the same selection, whose renders have errors
+        selection = Failing()
+        connections = [Recording("first"), Recording("second")]
+        scope = Scope(Actor("admin", "admin"), None, None)
+        for n, connection in enumerate(connections):
+            subscriber = Subscriber(connection, f"s{n}", scope, selection)  # type: ignore[arg-type]
+            await hub.add(subscriber)
+            await hub.go_live(subscriber)
+        # when a change comes
+        await hub.publish(log.append())
+        for _ in range(200):
+            if all(c.payloads for c in connections):
+                break
+            await asyncio.sleep(0.01)
+        # then each was rendered for its own connection, and got its own errors
+        assert sorted(selection.renders) == ["first", "second"]
+        assert [c.payloads[0]["errors"][0]["message"] for c in connections] == [
+            "first",
+            "second",
+        ]
+    finally:
+        await hub.stop()
+
+
+async def test_a_change_that_cannot_be_rendered_ends_its_subscribers_clearly() -> None:
+    log = MemoryLog()
+    hub = Hub(Broadcast("memory://"), log=log)
+    await hub.start()
+    try:
+        connection = Recording("only")
+        scope = Scope(Actor("admin", "admin"), None, None)
+        subscriber = Subscriber(connection, "s", scope, Failing(raises=True))  # type: ignore[arg-type]
+        await hub.add(subscriber)
+        await hub.go_live(subscriber)
+        # when a change comes that its selection fails to render
+        await hub.publish(log.append())
+        for _ in range(200):
+            if connection.ended:
+                break
+            await asyncio.sleep(0.01)
+        # then it is ended, told to resubscribe, never left waiting for a lost change
+        assert [str(e) for e in connection.ended] == [
+            "live status could not send a change: resubscribe with `after`"
+        ]
+        assert hub.count == 0
+    finally:
+        await hub.stop()

@@ -25,12 +25,16 @@ const WATCH = `subscription Watch($paymentId: ID, $after: ID) {
   }
 }`;
 
-function connect() {
+let connections = 0; // sockets the clients opened (acknowledged)
+
+function connect(options = {}) {
   return createClient({
     url: base.replace(/^http/, "ws") + "/graphql",
     webSocketImpl: WebSocket,
     connectionParams: { Authorization: `Bearer ${token}` },
     retryAttempts: 0,
+    on: { connected: () => (connections += 1) },
+    ...options,
   });
 }
 
@@ -57,8 +61,9 @@ for await (const message of first.iterate({ query: WATCH, variables: { paymentId
 }
 await first.dispose();
 
-// 2. Reconnected with `after`: every change since that cursor, replayed.
-const again = connect();
+// 2. Reconnected with `after`: every change since that cursor, replayed. (Not lazy:
+// its socket stays open for step 3.)
+const again = connect({ lazy: false });
 const replayed = [];
 const after = live[0].cursor;
 for await (const message of again.iterate({ query: WATCH, variables: { paymentId, after } })) {
@@ -77,4 +82,4 @@ for await (const message of again.iterate({
 }
 await again.dispose();
 
-console.log(JSON.stringify({ live, replayed, answers }));
+console.log(JSON.stringify({ live, replayed, answers, connections }));
