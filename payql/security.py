@@ -6,7 +6,7 @@
 - WebsocketGuard: one client IP may hold only so many websockets.
 
 CORS is Starlette's CORSMiddleware with the explicit PAYQL_ALLOWED_ORIGINS list; the
-same list bounds the origins of browser websockets (Strawberry's view checks them).
+same list bounds the origins of browser websockets (payql/graphql_ws.py checks them).
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ class SecurityHeaders:
 
 class WebsocketGuard:
     """Connection floods, refused at the handshake: one client IP may hold only so many
-    websockets (per process). Origins are checked by the GraphQL view itself."""
+    websockets (per process). Origins are checked by the websocket endpoint itself."""
 
     def __init__(self, app: ASGIApp, per_ip: int) -> None:
         self.app = app

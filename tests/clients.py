@@ -87,7 +87,10 @@ class Subscription:
 
     async def subscribe(self, query: str, **variables: Any) -> str:
         self._ids += 1
-        op_id = str(self._ids)
+        return await self.subscribe_as(str(self._ids), query, **variables)
+
+    async def subscribe_as(self, op_id: str, query: str, **variables: Any) -> str:
+        """Subscribe under an id of the caller's choosing (one used before, say)."""
         await self.ws.send_json(
             {"id": op_id, "type": "subscribe", "payload": {"query": query, "variables": variables}}
         )

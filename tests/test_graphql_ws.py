@@ -206,16 +206,7 @@ async def test_a_subscription_that_fails_validation_gets_one_error_and_nothing_a
         assert error["type"] == "error" and error["id"] == bad
         assert "Cannot query field 'nope'" in error["payload"][0]["message"]
         # and its id is free again: a good subscription under it runs
-        await sub.ws.send_json(
-            {
-                "id": bad,
-                "type": "subscribe",
-                "payload": {
-                    "query": STATUS_CHANGED,
-                    "variables": {"paymentId": completed_payment["id"]},
-                },
-            }
-        )
+        await sub.subscribe_as(bad, STATUS_CHANGED, paymentId=completed_payment["id"])
         again = await sub.receive()
         assert again["id"] == bad and again["type"] == "next"
 
@@ -352,16 +343,7 @@ async def test_a_subscription_that_fails_after_it_is_held_gets_an_error_and_free
         text = json.dumps(error)
         assert "Unexpected error." in text and "requestId" in text and "sk_live" not in text
         # and the id is free: subscribing under it again works
-        await sub.ws.send_json(
-            {
-                "id": op_id,
-                "type": "subscribe",
-                "payload": {
-                    "query": STATUS_CHANGED,
-                    "variables": {"paymentId": completed_payment["id"]},
-                },
-            }
-        )
+        await sub.subscribe_as(op_id, STATUS_CHANGED, paymentId=completed_payment["id"])
         again = await sub.receive()
         assert (again["id"], again["type"]) == (op_id, "next")
 
@@ -394,16 +376,7 @@ async def test_an_id_completed_during_its_backlog_and_reused_is_the_new_ones(
         op_id = await sub.subscribe(STATUS_CHANGED, paymentId=completed_payment["id"])
         assert await asyncio.to_thread(started.wait, WAIT)
         await sub.ws.send_json({"id": op_id, "type": "complete"})
-        await sub.ws.send_json(
-            {
-                "id": op_id,
-                "type": "subscribe",
-                "payload": {
-                    "query": STATUS_CHANGED,
-                    "variables": {"paymentId": completed_payment["id"]},
-                },
-            }
-        )
+        await sub.subscribe_as(op_id, STATUS_CHANGED, paymentId=completed_payment["id"])
         assert (await sub.next())["paymentStatusChanged"]["status"] == "COMPLETED"
         # and the first one's read then fails
         release.set()
