@@ -83,10 +83,14 @@ async def take_positions(conn: Any, count: int) -> tuple[int, list[int]] | None:
 async def serialize(conn: Any, payment_id: str) -> None:
     """Wait for this payment's other changes, before this transaction writes anything
     (PostgreSQL; SQLite has one writer). Held until commit."""
+    await hold(conn, payment_id)
+
+
+async def hold(conn: Any, name: str) -> None:
+    """Take the transaction-long lock named `name` (PostgreSQL: an advisory lock; on
+    SQLite, one writer at a time already)."""
     if is_postgres(conn):
-        await conn.execute_query(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [payment_id]
-        )
+        await conn.execute_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [name])
 
 
 async def horizon() -> int:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
 
 from models import event_log, money
 from models.access import Actor
@@ -240,18 +241,23 @@ class Outbox:
             raise validation(str(exc), "eventTypes") from None
         if description is not None and len(description.strip()) > 200:
             raise validation("description is longer than 200 characters", "description")
-        if await WebhookEndpoint.filter(active=True).count() >= MAX_ENDPOINTS:
-            raise DomainError(
-                ErrorCode.INVALID_STATE, f"at most {MAX_ENDPOINTS} endpoints: delete one first"
-            )
         secret = f"whsec_{secrets.token_urlsafe(32)}"
-        endpoint = await WebhookEndpoint.create(
-            id=new_id("whe"),
-            url=url,
-            event_types=chosen,
-            secret=secret,
-            description=(description or "").strip() or None,
-        )
+        # Counted and made in one transaction, one creation at a time: two made at
+        # once would each count 49 and make the 51st.
+        async with in_transaction() as conn:
+            await event_log.hold(conn, "webhook-endpoints")
+            if await WebhookEndpoint.filter(active=True).using_db(conn).count() >= MAX_ENDPOINTS:
+                raise DomainError(
+                    ErrorCode.INVALID_STATE, f"at most {MAX_ENDPOINTS} endpoints: delete one first"
+                )
+            endpoint = await WebhookEndpoint.create(
+                using_db=conn,
+                id=new_id("whe"),
+                url=url,
+                event_types=chosen,
+                secret=secret,
+                description=(description or "").strip() or None,
+            )
         return endpoint, secret
 
     async def delete_endpoint(self, actor: Actor, endpoint_id: str, now: datetime) -> str:

@@ -36,6 +36,7 @@ from starlette.routing import Route
 
 from models.dispatcher import Dispatcher, SmtpMailer
 from models.notifications import display_money, leaks
+from models.outbox import MAX_ENDPOINTS
 from models.targets import TargetRefused, check_target
 from models.write_path import utcnow
 
@@ -512,6 +513,34 @@ async def test_endpoints_are_for_admins_and_refuse_what_cannot_be_delivered(
     assert errors(customer) == [("FORBIDDEN", None)]
     listed = await shopper.post("{ webhookEndpoints { id } }")
     assert listed["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_the_cap_on_endpoints_holds_when_they_are_created_at_once(
+    shop_admin: Client, receiver: Receiver
+) -> None:
+    # given the endpoints the shop has now
+    before = (await shop_admin("{ webhookEndpoints { id } }"))["webhookEndpoints"]
+    room = MAX_ENDPOINTS - len(before)
+    # when ten more than there is room for are created at the same moment
+    answers = await asyncio.gather(
+        *(
+            shop_admin(CREATE_ENDPOINT, input={"url": receiver.url, "eventTypes": ["*"]})
+            for _ in range(room + 10)
+        )
+    )
+    payloads = [answer["createWebhookEndpoint"] for answer in answers]
+    made = [payload for payload in payloads if payload["endpoint"]]
+    refused = [payload["errors"] for payload in payloads if not payload["endpoint"]]
+    try:
+        # then exactly as many as there was room for were made, the rest refused
+        assert len(made) == room
+        assert len(refused) == 10
+        assert all(errors[0]["code"] == "INVALID_STATE" for errors in refused)
+        after = (await shop_admin("{ webhookEndpoints { id } }"))["webhookEndpoints"]
+        assert len(after) == MAX_ENDPOINTS
+    finally:
+        for payload in made:
+            await shop_admin(DELETE_ENDPOINT, id=payload["endpoint"]["id"])
 
 
 async def test_only_the_chosen_events_go_to_an_endpoint_and_deleting_it_stops_them(
