@@ -35,7 +35,7 @@ from tortoise.expressions import F, Q
 from gateways import signing
 from models.notifications import leaks, render_email, retry_delay, webhook_body
 from models.tables import Notification, WebhookEndpoint
-from models.targets import TargetRefused, check_target
+from models.targets import TargetRefused, check_target, pinned
 
 log = logging.getLogger("payql.notifications")
 
@@ -276,7 +276,7 @@ class Dispatcher:
         if endpoint is None or not endpoint.active:
             raise Undeliverable("the endpoint was deleted")
         try:
-            await check_target(endpoint.url, self.allow_private)
+            target = pinned(endpoint.url, await check_target(endpoint.url, self.allow_private))
         except TargetRefused as exc:
             raise Undeliverable(str(exc)) from None
         event = notification.payload["body"]
@@ -288,9 +288,11 @@ class Dispatcher:
         # Streamed and never read: a receiver's answer is its status, not its body.
         async with self.http.stream(
             "POST",
-            endpoint.url,
+            target.url,  # the address checked, with the endpoint's name as its Host
             content=body,
+            extensions=target.extensions,
             headers={
+                **target.headers,
                 "Content-Type": "application/json",
                 "User-Agent": "payql-webhooks/1",
                 "Payql-Signature": signing.sign(body, endpoint.secret),

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from urllib.parse import SplitResult, urlsplit
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 MAX_URL = 2048
 
@@ -72,12 +73,14 @@ def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
-async def check_target(url: str, allow_private: bool) -> None:
+async def check_target(url: str, allow_private: bool) -> list[str]:
     """Refuse (TargetRefused) a URL that is malformed or, unless `allow_private`,
-    points at a non-public address; TargetUnresolved when its name does not resolve."""
+    points at a non-public address; TargetUnresolved when its name does not resolve.
+    The addresses checked (none when private ones are allowed): a delivery connects to
+    one of them, never to what a second lookup might say (DNS rebinding)."""
     parts = check_url(url)
     if allow_private:
-        return
+        return []
     host = parts.hostname or ""
     try:
         addresses = {ipaddress.ip_address(host)}
@@ -96,3 +99,26 @@ async def check_target(url: str, allow_private: bool) -> None:
             f"{host} is a loopback, private or reserved address: webhooks go to public "
             "addresses only"
         )
+    return sorted(str(a) for a in addresses)
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A request to `url` that goes to one checked address: the URL with that address
+    for its host, and the name kept where HTTP and TLS need it (Host, SNI and the
+    certificate's check)."""
+
+    url: str
+    headers: dict[str, str]
+    extensions: dict[str, str]
+
+
+def pinned(url: str, addresses: list[str]) -> Pinned:
+    if not addresses:  # private addresses allowed (development): as it is
+        return Pinned(url, {}, {})
+    parts = urlsplit(url.strip())
+    address = addresses[0]
+    literal = f"[{address}]" if ":" in address else address
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    extensions = {"sni_hostname": parts.hostname or ""} if parts.scheme == "https" else {}
+    return Pinned(urlunsplit(parts._replace(netloc=netloc)), {"Host": parts.netloc}, extensions)

@@ -11,10 +11,12 @@ import hmac
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email import message_from_bytes, policy
@@ -34,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from models import targets
 from models.dispatcher import Dispatcher, SmtpMailer
 from models.notifications import display_money, leaks
 from models.outbox import MAX_ENDPOINTS
@@ -136,12 +139,15 @@ class Receiver:
     failures: list[int] = field(default_factory=list)
     delay: float = 0.0
 
+    host: str = "127.0.0.1"
+    port: int = 0
+
     def __post_init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/hooks"
+        self.port = self.port or free_port()
+        self.url = f"http://{self.host}:{self.port}/hooks"
         app = Starlette(routes=[Route("/hooks", self.receive, methods=["POST"])])
         self.server = uvicorn.Server(
-            uvicorn.Config(app, port=self.port, log_level="warning", lifespan="off")
+            uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="off")
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -611,6 +617,78 @@ async def test_a_target_that_turned_private_is_given_up_at_delivery(
     [row] = (await shop_admin(DELIVERIES, paymentId=payment["id"]))["webhookDeliveries"]
     assert row["status"] == "FAILED" and "public addresses only" in row["lastError"]
     assert row["attempts"] == 1
+
+
+def test_a_pinned_request_keeps_the_name_for_http_and_tls() -> None:
+    # given an https endpoint whose name was checked at an IPv6 address
+    target = targets.pinned("https://hooks.example:8443/in?x=1", ["2001:db8::1"])
+    # then the request goes to that address, naming the host for HTTP and for TLS
+    assert target.url == "https://[2001:db8::1]:8443/in?x=1"
+    assert target.headers == {"Host": "hooks.example:8443"}
+    assert target.extensions == {"sni_hostname": "hooks.example"}
+    # and with private addresses allowed (development) nothing is pinned
+    assert targets.pinned("http://localhost:9000/", []) == targets.Pinned(
+        "http://localhost:9000/", {}, {}
+    )
+
+
+@contextmanager
+def receiving(host: str, port: int) -> Iterator[Receiver]:
+    receiver = Receiver(host=host, port=port)
+    receiver.thread.start()
+    deadline = time.monotonic() + 10
+    while not receiver.server.started:
+        assert time.monotonic() < deadline, "the receiver did not start"
+        time.sleep(0.01)
+    try:
+        yield receiver
+    finally:
+        receiver.server.should_exit = True
+        receiver.thread.join(10)
+
+
+async def test_a_delivery_goes_to_the_address_that_was_checked_not_a_second_lookup(
+    shopper: Client,
+    shop_admin: Client,
+    shop: LiveServer,
+    paused: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a merchant's host name whose first lookup gives a public address (played
+    # by 127.0.0.2) and every later one the service's own network (127.0.0.1): DNS
+    # rebinding, with something of ours listening at both
+    port = free_port()
+    monkeypatch.setattr(targets, "_public", lambda address: str(address) == "127.0.0.2")
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "hooks.merchant.test":
+            return real(host, *args, **kwargs)
+        lookups.append(host)
+        address = "127.0.0.2" if len(lookups) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    with receiving("127.0.0.2", port) as public, receiving("127.0.0.1", port) as internal:
+        created = await shop_admin(
+            CREATE_ENDPOINT,
+            input={"url": f"http://hooks.merchant.test:{port}/hooks", "eventTypes": ["*"]},
+        )
+        endpoint = created["createWebhookEndpoint"]["endpoint"]
+        strict = Dispatcher(mailer=None, allow_private=False)  # production's check
+        try:
+            # when a change is delivered to it
+            payment = await paid(shopper, lines=[("MUG-WHT", 1)])
+            await shop.on_server_loop(strict.drain())
+        finally:
+            await shop.on_server_loop(strict.aclose())
+            await shop_admin(DELETE_ENDPOINT, id=endpoint["id"])
+        # then it went to the address that was checked, once looked up, with its name
+        assert internal.received == []
+        [delivery] = [d for d in public.received if payment["id"].encode() in d.body]
+        assert delivery.headers["host"] == f"hooks.merchant.test:{port}"
+        assert lookups == ["hooks.merchant.test"]
 
 
 async def test_payql_dispatch_once_delivers_from_a_process_of_its_own(
