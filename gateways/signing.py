@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 
 TOLERANCE_SECONDS = 300
 
@@ -18,10 +19,13 @@ class InvalidSignature(ValueError):
     """The webhook's signature is missing, forged or stale: nothing in it may be trusted."""
 
 
-def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
-    """The Stripe-Signature header value for this payload."""
+def sign(
+    payload: bytes, secret: str, timestamp: int | None = None, also: Sequence[str] = ()
+) -> str:
+    """The Stripe-Signature header value for this payload; with `also`, a v1 for each
+    of those secrets too (one being rolled: the receiver's old secret still matches)."""
     t = int(time.time()) if timestamp is None else timestamp
-    return f"t={t},v1={_digest(payload, secret, t)}"
+    return ",".join([f"t={t}"] + [f"v1={_digest(payload, s, t)}" for s in (secret, *also)])
 
 
 def verify(

@@ -279,6 +279,10 @@ class Dispatcher:
             target = pinned(endpoint.url, await check_target(endpoint.url, self.allow_private))
         except TargetRefused as exc:
             raise Undeliverable(str(exc)) from None
+        rolled = []  # the secret before a roll, while it still signs beside the new one
+        until = endpoint.previous_secret_expires_at
+        if endpoint.previous_secret and until is not None and until > self.clock():
+            rolled.append(endpoint.previous_secret)
         event = notification.payload["body"]
         body = webhook_body(event["id"], event["type"], event["created"], event["data"])
         leaked = leaks(body.decode())
@@ -295,7 +299,7 @@ class Dispatcher:
                 **target.headers,
                 "Content-Type": "application/json",
                 "User-Agent": "payql-webhooks/1",
-                "Payql-Signature": signing.sign(body, endpoint.secret),
+                "Payql-Signature": signing.sign(body, endpoint.secret, also=rolled),
                 "Payql-Event-Id": event["id"],
                 "Payql-Event-Type": event["type"],
                 "Payql-Delivery-Id": notification.id,

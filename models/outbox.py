@@ -34,6 +34,8 @@ from models.tables import (
 from models.targets import TargetRefused, TargetUnresolved, check_target
 
 MAX_ENDPOINTS = 50
+# After a roll, the old secret signs beside the new one this long.
+SECRET_OVERLAP = timedelta(hours=24)
 STATUSES = ("pending", "delivered", "failed")
 
 
@@ -257,6 +259,32 @@ class Outbox:
                 event_types=chosen,
                 secret=secret,
                 description=(description or "").strip() or None,
+            )
+        return endpoint, secret
+
+    async def roll_secret(
+        self, actor: Actor, endpoint_id: str, now: datetime
+    ) -> tuple[WebhookEndpoint, str]:
+        """A new signing secret for an endpoint (shown this once). The one before it
+        signs beside it for SECRET_OVERLAP, as Stripe rolls its endpoints' secrets, so
+        the receiver can move to the new one without refusing a delivery meanwhile."""
+        actor.require_admin("roll webhook endpoints' secrets")
+        secret = f"whsec_{secrets.token_urlsafe(32)}"
+        async with in_transaction() as conn:
+            endpoint = (
+                await WebhookEndpoint.filter(id=endpoint_id[:40], active=True)
+                .using_db(conn)
+                .select_for_update()
+                .first()
+            )
+            if endpoint is None:
+                raise not_found("webhook endpoint", "id")
+            endpoint.previous_secret = endpoint.secret
+            endpoint.previous_secret_expires_at = now + SECRET_OVERLAP
+            endpoint.secret = secret
+            await endpoint.save(
+                using_db=conn,
+                update_fields=["secret", "previous_secret", "previous_secret_expires_at"],
             )
         return endpoint, secret
 

@@ -232,8 +232,12 @@ class WebhookEndpoint(Model):
     id = fields.CharField(max_length=40, primary_key=True)  # whe_…
     url = fields.CharField(max_length=2048)
     event_types: Any = fields.JSONField(default=list)  # event type names, or ["*"]
-    # Signs its deliveries; shown once, when the endpoint is made.
+    # Signs its deliveries; shown once, when the endpoint is made or its secret rolled.
     secret = fields.CharField(max_length=100)
+    # After a roll, the secret before it signs beside the new one until this time
+    # (24 h), so the receiver can switch without refusing a delivery.
+    previous_secret = fields.CharField(max_length=100, null=True)
+    previous_secret_expires_at = fields.DatetimeField(null=True)
     description = fields.CharField(max_length=200, null=True)
     active = fields.BooleanField(default=True, db_index=True)
     created_at = fields.DatetimeField(auto_now_add=True)

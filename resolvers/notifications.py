@@ -34,6 +34,14 @@ async def create_endpoint(
     return Result(endpoint=endpoint, secret=secret)
 
 
+async def roll_secret(ctx: Context, endpoint_id: str) -> Result:
+    try:
+        endpoint, secret = await ctx.service.outbox.roll_secret(ctx.who, endpoint_id, utcnow())
+    except DomainError as error:
+        return Result(error=error)
+    return Result(endpoint=endpoint, secret=secret)
+
+
 async def delete_endpoint(ctx: Context, endpoint_id: str) -> Result:
     try:
         deleted = await ctx.service.outbox.delete_endpoint(ctx.who, endpoint_id, utcnow())

@@ -122,6 +122,19 @@ class Mutation:
 
     @strawberry.mutation(
         extensions=[GuardInput()],
+        description=(
+            "Beyond the contract, admins only: a new signing secret for an endpoint, shown "
+            "this once. The old one signs beside it for 24 h (two v1 in Payql-Signature), "
+            "so the receiver can switch without refusing a delivery."
+        ),
+    )
+    async def roll_webhook_endpoint_secret(
+        self, info: Info[Context, None], id: strawberry.ID
+    ) -> CreateWebhookEndpointPayload:
+        return CreateWebhookEndpointPayload.of(await notifications.roll_secret(info.context, id))
+
+    @strawberry.mutation(
+        extensions=[GuardInput()],
         description="Beyond the contract, admins only: stop sending to an endpoint.",
     )
     async def delete_webhook_endpoint(

@@ -520,6 +520,14 @@ class WebhookEndpoint:
     def created_at(self) -> datetime:
         return self.row.created_at
 
+    @strawberry.field(
+        description="After rollWebhookEndpointSecret: until when the old secret still signs."
+    )
+    def previous_secret_expires_at(self) -> datetime | None:
+        if self.row.previous_secret is None:
+            return None
+        return self.row.previous_secret_expires_at
+
 
 @strawberry.type
 class Refund:

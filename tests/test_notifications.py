@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
@@ -179,11 +179,13 @@ class Receiver:
 
 
 def verify(delivery: Delivery, secret: str) -> bool:
-    """What a merchant's receiver does: HMAC-SHA256 over "t.body" with its secret."""
-    parts = dict(p.split("=", 1) for p in delivery.headers["payql-signature"].split(","))
-    signed = f"{parts['t']}.".encode() + delivery.body
-    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, parts["v1"]) and abs(time.time() - int(parts["t"])) < 300
+    """What a merchant's receiver does: HMAC-SHA256 over "t.body" with its secret, and
+    any v1 may match (while a secret is rolled there are two)."""
+    pairs = [p.split("=", 1) for p in delivery.headers["payql-signature"].split(",")]
+    t = next(value for key, value in pairs if key == "t")
+    expected = hmac.new(secret.encode(), f"{t}.".encode() + delivery.body, hashlib.sha256)
+    matches = [hmac.compare_digest(expected.hexdigest(), v) for k, v in pairs if k == "v1"]
+    return any(matches) and abs(time.time() - int(t)) < 300
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -417,6 +419,61 @@ async def test_a_merchants_endpoint_gets_each_change_signed_with_its_own_secret(
     recorded = await eventually(recorded_delivered, "recorded as delivered")
     assert recorded["eventId"] == event["id"]
     assert recorded["body"]["data"] == event["data"]
+
+
+ROLL_SECRET = """
+mutation ($id: ID!) {
+  rollWebhookEndpointSecret(id: $id) {
+    endpoint { id previousSecretExpiresAt } secret errors { code field }
+  }
+}
+"""
+
+
+async def test_a_rolled_secret_is_shown_once_and_the_old_one_signs_beside_it_for_a_day(
+    shopper: Client,
+    shop_admin: Client,
+    shop: LiveServer,
+    receiver: Receiver,
+    endpoint: dict[str, Any],
+    paused: Any,
+) -> None:
+    old = endpoint["secret"]
+    # when the admin rolls the endpoint's secret
+    rolled = (await shop_admin(ROLL_SECRET, id=endpoint["id"]))["rollWebhookEndpointSecret"]
+    new = rolled["secret"]
+    # then the new one is shown, and when the old one stops signing
+    assert rolled["errors"] == [] and new.startswith("whsec_") and new != old
+    until = datetime.fromisoformat(rolled["endpoint"]["previousSecretExpiresAt"])
+    assert timedelta(hours=23, minutes=59) < until - datetime.now(UTC) <= timedelta(hours=24)
+    # and a delivery meanwhile verifies with either secret
+    dispatcher = Dispatcher(mailer=None)
+    try:
+        payment = await paid(shopper, lines=[("MUG-WHT", 1)])
+        await shop.on_server_loop(dispatcher.drain())
+    finally:
+        await shop.on_server_loop(dispatcher.aclose())
+    delivery = await receiver.wait_for("payment.completed", payment["id"])
+    assert verify(delivery, new) and verify(delivery, old)
+    # and a day later only with the new one
+    later = Dispatcher(mailer=None, clock=lambda: utcnow() + timedelta(days=1, minutes=1))
+    try:
+        again = await paid(shopper, lines=[("MUG-WHT", 1)])
+        await shop.on_server_loop(later.drain())
+    finally:
+        await shop.on_server_loop(later.aclose())
+    delivery = await receiver.wait_for("payment.completed", again["id"])
+    assert verify(delivery, new) and not verify(delivery, old)
+
+
+async def test_only_an_admin_rolls_a_secret_and_only_of_an_endpoint_that_exists(
+    shopper: Client, shop_admin: Client, endpoint: dict[str, Any]
+) -> None:
+    forbidden = (await shopper(ROLL_SECRET, id=endpoint["id"]))["rollWebhookEndpointSecret"]
+    assert forbidden["errors"] == [{"code": "FORBIDDEN", "field": None}]
+    assert forbidden["secret"] is None
+    unknown = (await shop_admin(ROLL_SECRET, id="whe_none"))["rollWebhookEndpointSecret"]
+    assert unknown["errors"] == [{"code": "NOT_FOUND", "field": "id"}]
 
 
 async def test_a_failing_receiver_is_retried_and_gets_the_event_once_it_recovers(
