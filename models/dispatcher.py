@@ -34,7 +34,7 @@ from tortoise.expressions import F, Q
 
 from gateways import signing
 from models.notifications import leaks, render_email, retry_delay, webhook_body
-from models.tables import Notification, WebhookEndpoint
+from models.tables import Notification, WebhookEndpoint, WebhookEvent
 from models.targets import TargetRefused, check_target, pinned
 
 log = logging.getLogger("payql.notifications")
@@ -121,7 +121,13 @@ class Dispatcher:
     batch: int = 20
     webhook_timeout: float = 10.0
     clock: Callable[[], datetime] = utcnow
+    # How long delivered and given-up notifications and gateways' webhook events are
+    # kept (None: for ever); pruned this many rows at a time, at most every prune_every.
+    retention: timedelta | None = timedelta(days=30)
+    prune_batch: int = 500
+    prune_every: timedelta = timedelta(hours=1)
     http: httpx.AsyncClient = field(init=False)
+    _pruned_at: datetime | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         # No redirects: a 3xx is a failed delivery, never a trip to another address.
@@ -140,6 +146,8 @@ class Dispatcher:
             wake.clear()
             try:
                 done = await self.run_once()
+                if self._pruned_at is None or self.clock() - self._pruned_at >= self.prune_every:
+                    await self.prune()
             except Exception:  # the database away, say: the next round tries again
                 log.exception("the notification round failed")
                 done = 0
@@ -153,6 +161,30 @@ class Dispatcher:
         claimed = await self._claim()
         await asyncio.gather(*(self._deliver(n, claim) for n, claim in claimed))
         return len(claimed)
+
+    async def prune(self, batches: int = 20) -> int:
+        """Delete what is past the retention: delivered and given-up notifications,
+        and gateways' webhook events, `prune_batch` rows at a time (no long lock, no
+        huge transaction), at most `batches` of each now; the rest at the next prune.
+        Pending deliveries are never pruned. Returns how many rows went."""
+        self._pruned_at = self.clock()
+        if self.retention is None:
+            return 0
+        before = self.clock() - self.retention
+        gone = 0
+        for model, old in (
+            (Notification, Q(status__in=("delivered", "failed"), created_at__lt=before)),
+            (WebhookEvent, Q(received_at__lt=before)),
+        ):
+            for _ in range(batches):
+                ids = await model.filter(old).limit(self.prune_batch).values_list("id", flat=True)
+                if ids:
+                    gone += await model.filter(old, id__in=ids).delete()
+                if len(ids) < self.prune_batch:
+                    break
+        if gone:
+            log.info("pruned %d notifications and webhook events older than %s", gone, before)
+        return gone
 
     async def drain(self, rounds: int = 1000) -> int:
         """Rounds until nothing is due (`payql dispatch --once`, tests)."""

@@ -391,6 +391,7 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
         mail_from=settings.mail_from,
         allow_private=settings.webhook_allow_private,
         retry_base=settings.notify_retry_base_ms / 1000,
+        retention=timedelta(days=settings.retention_days) if settings.retention_days else None,
     )
 
 

@@ -202,7 +202,9 @@ def dispatch(settings: Settings, once: bool) -> None:
         dispatcher = build_dispatcher(settings)
         try:
             if once:
-                return await dispatcher.drain()
+                done = await dispatcher.drain()
+                await dispatcher.prune()
+                return done
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -113,6 +113,10 @@ class Settings:
     dispatch_every_ms: int = 1000
     notify_retry_base_ms: int = 30_000
     notify_give_up_hours: int = 72
+    # Delivered or given-up notifications, and the gateways' webhook events (the
+    # dedupe of their retries), are kept this many days, then pruned in batches by
+    # the dispatcher; 0 keeps them for ever.
+    retention_days: int = 30
     # Merchants' webhook endpoints may be on loopback or private addresses: in
     # development only, unless asked for.
     webhook_allow_private: bool = True
@@ -202,6 +206,7 @@ class Settings:
             dispatch_every_ms=_int(get("DISPATCH_EVERY_MS", "1000"), "DISPATCH_EVERY_MS"),
             notify_retry_base_ms=_int(get("NOTIFY_RETRY_BASE_MS", "30000"), "NOTIFY_RETRY_BASE_MS"),
             notify_give_up_hours=_int(get("NOTIFY_GIVE_UP_HOURS", "72"), "NOTIFY_GIVE_UP_HOURS"),
+            retention_days=_int(get("RETENTION_DAYS", "30"), "RETENTION_DAYS"),
             webhook_allow_private=_flag(
                 get("WEBHOOK_ALLOW_PRIVATE", "0" if production else "1"), "WEBHOOK_ALLOW_PRIVATE"
             ),
@@ -312,6 +317,13 @@ class Settings:
         for name in ("dispatch_every_ms", "notify_retry_base_ms", "notify_give_up_hours"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"PAYQL_{name.upper()} must be 1 or more")
+        if self.retention_days < 0:
+            raise SettingsError("PAYQL_RETENTION_DAYS is a number of days (0 keeps all)")
+        if 0 < self.retention_days * 24 < self.notify_give_up_hours:
+            raise SettingsError(
+                "PAYQL_RETENTION_DAYS must outlast PAYQL_NOTIFY_GIVE_UP_HOURS: a gateway's "
+                "retry of a pruned webhook event would be applied again"
+            )
         if self.production and self.paypal_client_id and not self.paypal_webhook_id:
             raise SettingsError(
                 "PAYQL_PAYPAL_WEBHOOK_ID is required in production: without it no PayPal "

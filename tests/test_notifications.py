@@ -40,6 +40,7 @@ from models import targets
 from models.dispatcher import Dispatcher, SmtpMailer
 from models.notifications import display_money, leaks
 from models.outbox import MAX_ENDPOINTS
+from models.tables import Notification, WebhookEvent
 from models.targets import TargetRefused, check_target
 from models.write_path import utcnow
 
@@ -746,6 +747,76 @@ async def test_a_delivery_goes_to_the_address_that_was_checked_not_a_second_look
         [delivery] = [d for d in public.received if payment["id"].encode() in d.body]
         assert delivery.headers["host"] == f"hooks.merchant.test:{port}"
         assert lookups == ["hooks.merchant.test"]
+
+
+async def test_what_is_past_its_retention_is_pruned_in_batches_and_pending_is_kept(
+    shopper: Client, shop: LiveServer, paused: Any
+) -> None:
+    # given deliveries and webhook events 31 days old, and others newer or still due
+    payment = await paid(shopper, lines=[("MUG-WHT", 1)])
+    old = utcnow() - timedelta(days=31)
+
+    async def given() -> dict[str, set[Any]]:
+        rows = await Notification.filter(payment_id=payment["id"]).order_by("id")
+        assert len(rows) >= 1
+        delivered = await Notification.create(
+            **{**_copy(rows[0]), "id": "ntf_old_delivered", "status": "delivered"}
+        )
+        failed = await Notification.create(
+            **{**_copy(rows[0]), "id": "ntf_old_failed", "status": "failed"}
+        )
+        due = await Notification.create(
+            **{**_copy(rows[0]), "id": "ntf_old_pending", "status": "pending"}
+        )
+        recent = await Notification.create(
+            **{**_copy(rows[0]), "id": "ntf_recent_delivered", "status": "delivered"}
+        )
+        ids = [delivered.id, failed.id, due.id]
+        await Notification.filter(id__in=ids).update(created_at=old)
+        events = [
+            await WebhookEvent.create(
+                gateway="simulated", event_id=f"evt_prune_{n}", type="x", outcome="applied"
+            )
+            for n in range(3)
+        ]
+        await WebhookEvent.filter(id__in=[e.id for e in events]).update(received_at=old)
+        fresh = await WebhookEvent.create(
+            gateway="simulated", event_id="evt_prune_fresh", type="x", outcome="applied"
+        )
+        return {"kept": {due.id, recent.id}, "events": {e.id for e in events}, "fresh": {fresh.id}}
+
+    made = await shop.on_server_loop(given())
+    # when the dispatcher prunes, two rows at a time
+    pruner = Dispatcher(mailer=None, prune_batch=2)
+    try:
+        gone = await shop.on_server_loop(pruner.prune())
+    finally:
+        await shop.on_server_loop(pruner.aclose())
+
+    async def left() -> tuple[set[str], set[int]]:
+        notes = set(await Notification.filter(id__startswith="ntf_").values_list("id", flat=True))
+        events = set(await WebhookEvent.all().values_list("id", flat=True))
+        return notes, events
+
+    notes, events = await shop.on_server_loop(left())
+    # then the old delivered and given-up ones and the old events are gone, in batches
+    assert gone >= 5
+    assert not {"ntf_old_delivered", "ntf_old_failed"} & notes
+    assert not made["events"] & events
+    # and what is pending, or recent, stays
+    assert made["kept"] <= notes
+    assert made["fresh"] <= events
+
+
+def _copy(row: Notification) -> dict[str, Any]:
+    fields = ("channel", "event_id", "event_type", "payment_id", "endpoint_id", "recipient")
+    values = {name: getattr(row, name) for name in fields}
+    return {
+        **values,
+        "payload": row.payload,
+        "next_attempt_at": row.next_attempt_at,
+        "give_up_at": row.give_up_at,
+    }
 
 
 async def test_payql_dispatch_once_delivers_from_a_process_of_its_own(

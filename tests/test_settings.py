@@ -96,6 +96,8 @@ def test_a_stripe_key_makes_stripe_the_card_gateway() -> None:
         {"PAYQL_GATEWAYS": "stripe"},  # a built-in is not a plug-in
         {"PAYQL_GATEWAYS": "acme pay"},
         {"PAYQL_CARD_GATEWAY": "acme"},  # not among PAYQL_GATEWAYS
+        {"PAYQL_RETENTION_DAYS": "-1"},
+        {"PAYQL_RETENTION_DAYS": "1"},  # shorter than the 72 h a delivery is retried
     ],
 )
 def test_malformed_settings_are_refused_with_their_name(env: dict[str, str]) -> None:
