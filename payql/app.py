@@ -36,6 +36,7 @@ from models.dispatcher import Dispatcher, MailboxMailer, Mailer, SmtpMailer
 from models.outbox import Outbox
 from models.write_path import AttemptLimits, PaymentService, ensure_counters
 from payql import pages, trusted
+from payql.drain import Drain, DrainGuard
 from payql.graphql_http import GraphQLOverHTTP
 from payql.graphql_ws import GraphQLWebsocket
 from payql.logs import install_redaction
@@ -441,6 +442,7 @@ def create_app(
     wake = asyncio.Event()  # a commit wrote notifications: deliver them now
     service.outbox.wake = wake.set
     graphql = PayqlGraphQL(settings, service, hub, tracing=tracing.enabled)
+    drain = Drain(settings.shutdown_grace_s)
     websocket = GraphQLWebsocket(
         graphql.schema,
         service,
@@ -482,6 +484,7 @@ def create_app(
             # `payql serve` runs first) brings the schema.
             await Tortoise.generate_schemas()
         install_redaction()  # when run by plain uvicorn/gunicorn, with their log config
+        drain.on_sigterm()  # a graceful stop drains first (payql/drain.py)
         service.installation = await ensure_counters()
         if settings.seed_catalog:
             created = await seed_catalog()
@@ -544,6 +547,7 @@ def create_app(
                 Route("/demo/token", pages.demo_token(settings), methods=["POST"]),
             ]
     middleware = [  # outermost first
+        Middleware(DrainGuard, drain=drain),
         Middleware(OrmContext),
         Middleware(SecurityHeaders, production=settings.production),
         Middleware(RequestLog, observe=metrics.observe_request),
@@ -568,4 +572,5 @@ def create_app(
     app.state.metrics = metrics
     app.state.dispatcher = dispatcher
     app.state.tracing = tracing
+    app.state.drain = drain
     return app

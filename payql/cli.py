@@ -64,6 +64,9 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         # permessage-deflate keeps ~45 KB of zlib state per websocket, for messages of
         # a few hundred bytes (bench/run.py --memory-profile): off.
         ws_per_message_deflate=False,
+        # payql drains first (PAYQL_SHUTDOWN_GRACE_S, payql/drain.py); what is still
+        # running after that is cancelled a second later.
+        timeout_graceful_shutdown=1,
     )
 
 

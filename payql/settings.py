@@ -117,6 +117,9 @@ class Settings:
     # dedupe of their retries), are kept this many days, then pruned in batches by
     # the dispatcher; 0 keeps them for ever.
     retention_days: int = 30
+    # On SIGTERM, how long requests in flight (gateway calls) may take to finish while
+    # new ones get 503, before the server exits anyway (payql/drain.py).
+    shutdown_grace_s: int = 30
     # Merchants' webhook endpoints may be on loopback or private addresses: in
     # development only, unless asked for.
     webhook_allow_private: bool = True
@@ -207,6 +210,7 @@ class Settings:
             notify_retry_base_ms=_int(get("NOTIFY_RETRY_BASE_MS", "30000"), "NOTIFY_RETRY_BASE_MS"),
             notify_give_up_hours=_int(get("NOTIFY_GIVE_UP_HOURS", "72"), "NOTIFY_GIVE_UP_HOURS"),
             retention_days=_int(get("RETENTION_DAYS", "30"), "RETENTION_DAYS"),
+            shutdown_grace_s=_int(get("SHUTDOWN_GRACE_S", "30"), "SHUTDOWN_GRACE_S"),
             webhook_allow_private=_flag(
                 get("WEBHOOK_ALLOW_PRIVATE", "0" if production else "1"), "WEBHOOK_ALLOW_PRIVATE"
             ),
@@ -317,6 +321,8 @@ class Settings:
         for name in ("dispatch_every_ms", "notify_retry_base_ms", "notify_give_up_hours"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"PAYQL_{name.upper()} must be 1 or more")
+        if self.shutdown_grace_s < 0:
+            raise SettingsError("PAYQL_SHUTDOWN_GRACE_S is a number of seconds (0: none)")
         if self.retention_days < 0:
             raise SettingsError("PAYQL_RETENTION_DAYS is a number of days (0 keeps all)")
         if 0 < self.retention_days * 24 < self.notify_give_up_hours:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -321,7 +322,19 @@ async def test_a_graceful_stop_finishes_requests_in_flight_and_closes_subscripti
                 await asyncio.sleep(0.5)  # the payment is at the gateway
                 # when the service is asked to stop (SIGTERM, as a supervisor does)
                 processes[0].terminate()
-                # then the payment in flight still completes
+                await asyncio.sleep(0.3)
+                # then new work is refused meanwhile, saying to try again
+                async with httpx.AsyncClient() as fresh:  # a connection of its own
+                    refused = await fresh.post(
+                        f"{base}/graphql",
+                        json={"query": "{ products { sku } }"},
+                        headers={"Authorization": f"Bearer {alice}"},
+                    )
+                    ready = await fresh.get(f"{base}/readyz")
+                assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+                assert refused.json()["errors"][0]["extensions"]["code"] == "UNAVAILABLE"
+                assert ready.status_code == 503
+                # and the payment in flight still completes
                 paid = await paying
                 assert paid["payment"]["status"] == "COMPLETED"
                 # and the subscription is closed by the server, not cut
@@ -329,6 +342,36 @@ async def test_a_graceful_stop_finishes_requests_in_flight_and_closes_subscripti
                     while True:
                         await sub.receive()
                 assert closed.value.code in (1000, 1001, 1012)
+
+
+async def test_a_graceful_stop_waits_no_longer_than_its_grace(
+    tmp_path_factory: pytest.TempPathFactory, http: httpx.AsyncClient
+) -> None:
+    secret = secrets.token_hex(32)
+    alice = mint_token(secret, sub="cus_alice", email="alice@example.com")
+    log = tmp_path_factory.mktemp("grace") / "payql.log"
+    with database("sqlite", tmp_path_factory.mktemp("grace")) as url:
+        env = {
+            "PAYQL_DATABASE_URL": url,
+            "PAYQL_JWT_SECRET": secret,
+            "PAYQL_SIMULATED_LATENCY_MS": "20000",  # a gateway that hangs
+            "PAYQL_SHUTDOWN_GRACE_S": "1",
+        }
+        processes: list[subprocess.Popen[bytes]] = []
+        with payql_serve(env, free_port(), processes, log=log) as base:
+            client = Client(base, alice, http)
+            order = await place_order(client)
+            paying = asyncio.create_task(pay(client, order["id"], token="pm_card_visa"))
+            await asyncio.sleep(0.5)  # the payment is at the gateway
+            # when the service is asked to stop
+            stopped = time.monotonic()
+            processes[0].terminate()
+            # then it exits after its grace, not when the gateway would answer
+            await asyncio.to_thread(processes[0].wait, 15)
+            assert time.monotonic() - stopped < 10
+            with contextlib.suppress(Exception):  # the request in flight was cut
+                await paying
+    assert "still in flight after 1 s" in log.read_text()
 
 
 async def test_with_redis_gone_payments_go_on_and_subscriptions_end_clearly(

@@ -97,6 +97,7 @@ def test_a_stripe_key_makes_stripe_the_card_gateway() -> None:
         {"PAYQL_GATEWAYS": "acme pay"},
         {"PAYQL_CARD_GATEWAY": "acme"},  # not among PAYQL_GATEWAYS
         {"PAYQL_RETENTION_DAYS": "-1"},
+        {"PAYQL_SHUTDOWN_GRACE_S": "-1"},
         {"PAYQL_RETENTION_DAYS": "1"},  # shorter than the 72 h a delivery is retried
     ],
 )
