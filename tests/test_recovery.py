@@ -11,6 +11,7 @@ from conftest import paid, pay, refund
 from servers import LiveServer
 
 from gateways.base import ChargeState, GatewayStatus, GatewayUnavailable
+from models.tables import IdempotencyKey, Refund
 
 PAYMENT = """
 query ($id: ID!) {
@@ -207,6 +208,19 @@ async def test_the_sweep_resolves_what_lost_answers_left_behind(
     other = await paid(alice)
     server.simulated.inject("refund", GatewayUnavailable("connection refused"))
     await refund(admin, other["id"], amount="5")
+
+    # and, as a crash would leave them, keys whose requests never answered
+    async def keys_left_by_a_crash() -> list[int]:
+        refund_id = (await Refund.get(payment_id=other["id"])).id
+        made = [
+            await IdempotencyKey.create(
+                scope="crash", key=f"k-{n}", fingerprint="x", resource_id=resource
+            )
+            for n, resource in enumerate((payment["id"], refund_id))
+        ]
+        return [key.id for key in made]
+
+    keys = await server.on_server_loop(keys_left_by_a_crash())
     # when the reconciliation sweep runs once no call can still be running
     later()
     summary = await server.on_server_loop(server.service.reconcile())
@@ -215,6 +229,12 @@ async def test_the_sweep_resolves_what_lost_answers_left_behind(
     assert (await alice(PAYMENT, id=payment["id"]))["payment"]["status"] == "COMPLETED"
     after = (await admin(PAYMENT, id=other["id"]))["payment"]
     assert [r["status"] for r in after["refunds"]] == ["SUCCEEDED"]
+    # and the keys of what it settled are complete: a retry answers at once with it
+
+    async def completed() -> list[bool]:
+        return [(await IdempotencyKey.get(id=key)).completed for key in keys]
+
+    assert await server.on_server_loop(completed()) == [True, True]
     # and a second sweep has nothing left to do for them
     again = await server.on_server_loop(server.service.reconcile())
     assert again["changed"] == 0

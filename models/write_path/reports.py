@@ -15,7 +15,7 @@ from gateways.base import Completes, GatewayError, GatewayEvent, GatewayUnavaila
 from models.access import Actor
 from models.errors import DomainError, ErrorCode
 from models.rules import EventSource, PaymentStatus, RefundStatus, Reported
-from models.tables import Payment, Refund, WebhookEvent
+from models.tables import IdempotencyKey, Payment, Refund, WebhookEvent
 from models.write_path.core import Busy, Outcome, PaymentUnknown, Tx, apply
 from models.write_path.decisions import Absorb, fail_with
 from models.write_path.refunds import retry_lost_refunds
@@ -169,10 +169,31 @@ async def reconcile(
     ids = sorted({str(i) for q in queries for i in await q})
     summary = {"checked": len(ids), "changed": 0, "waiting": 0, "failed": 0, "unchanged": 0}
     for done, payment_id in enumerate(ids, 1):
-        summary[await _reconcile_one(svc, payment_id)] += 1
+        result = await _reconcile_one(svc, payment_id)
+        summary[result] += 1
+        if result in ("changed", "unchanged"):
+            await _complete_keys(payment_id)
         if progress is not None:
             progress(done, len(ids))
     return summary
+
+
+async def _complete_keys(payment_id: str) -> None:
+    """The idempotency keys of requests that died before they answered (a crash
+    between their gateway call and their commit): what they started is settled now,
+    so a retry with the key answers at once, with the payment or refund as it stands,
+    instead of waiting for a first request that will never finish."""
+    settled = await (
+        Refund.filter(payment_id=payment_id)
+        .exclude(status=RefundStatus.PENDING)
+        .values_list("id", flat=True)
+    )
+    ids = [str(refund_id) for refund_id in settled]
+    payment = await Payment.get(id=payment_id)
+    if payment.status not in (PaymentStatus.PENDING, PaymentStatus.PROCESSING):
+        ids.append(payment_id)
+    if ids:
+        await IdempotencyKey.filter(resource_id__in=ids, completed=False).update(completed=True)
 
 
 async def _reconcile_one(svc: PaymentService, payment_id: str) -> str:
