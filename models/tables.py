@@ -179,7 +179,9 @@ class IdempotencyKey(Model):
     scope = fields.CharField(max_length=160)
     key = fields.CharField(max_length=255)
     fingerprint = fields.CharField(max_length=64)
-    resource_id = fields.CharField(max_length=40)
+    # The payment or refund it made (reconciliation completes the keys of what it
+    # settles: by this).
+    resource_id = fields.CharField(max_length=40, db_index=True)
     completed = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
 

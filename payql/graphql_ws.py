@@ -64,7 +64,6 @@ INIT_WAIT_S = 60.0
 # they queue here rather than take every pooled connection from payments, and the
 # memory their opening takes stays that of a few.
 OPENING_AT_ONCE = 16
-_CLOSE = object()  # in a connection's outbox: close after what is before it
 
 
 class GraphQLWebsocket:
@@ -414,12 +413,11 @@ class Connection:
         if subscriber.opening is not None:
             subscriber.opening.cancel()
         if self.operations.get(subscriber.id) is subscriber:
-            code = getattr(error, "code", "LIVE_STATUS_ENDED")
-            self._error(subscriber.id, [{"message": str(error), "extensions": {"code": code}}])
+            self._error(subscriber.id, [_public(error)])
 
     def _error(self, op_id: str, errors: list[Any]) -> None:
         self.operations.pop(op_id, None)
-        self.push(json.dumps({"id": op_id, "type": "error", "payload": errors}))
+        self.push(_error_frame(op_id, errors))
 
     def _start(self, work: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)
@@ -489,7 +487,7 @@ class Connection:
         if self.outbox is None:
             self.outbox = deque()
             self.writer = asyncio.ensure_future(self._drain(None, None))
-        self.outbox.append((_CLOSE, message))
+        self.outbox.append(message)  # after what is queued; _drain sends it last
 
     def _fell_behind(self) -> None:
         for entry in list(self.operations.values()):
@@ -497,20 +495,7 @@ class Connection:
                 # queued past the bound: the client must learn why it hears no more
                 self.operations.pop(entry.id, None)
                 assert self.outbox is not None
-                self.outbox.append(
-                    json.dumps(
-                        {
-                            "id": entry.id,
-                            "type": "error",
-                            "payload": [
-                                {
-                                    "message": str(too_slow()),
-                                    "extensions": {"code": too_slow().code},
-                                }
-                            ],
-                        }
-                    )
-                )
+                self.outbox.append(_error_frame(entry.id, [_public(too_slow())]))
 
     def _write(self, message: dict[str, Any]) -> None:
         """Start the ASGI send by hand: when it finishes without waiting (the socket's
@@ -539,8 +524,8 @@ class Connection:
                 await (sending if waiting is None else _resume(sending, waiting))
             while self.outbox:
                 item = self.outbox.popleft()
-                if isinstance(item, tuple):  # a close: the last thing sent
-                    await self.send(item[1])
+                if isinstance(item, dict):  # the close: the last thing sent
+                    await self.send(item)
                     return
                 await self.send({"type": "websocket.send", "text": item})
         except Exception:
@@ -579,6 +564,15 @@ def operation_kind(query: str, name: str | None, max_tokens: int) -> OperationTy
     except (GraphQLError, RecursionError):
         return None
     return operation.operation if operation is not None else None
+
+
+def _error_frame(op_id: str, errors: list[Any]) -> str:
+    return json.dumps({"id": op_id, "type": "error", "payload": errors})
+
+
+def _public(error: PublicError) -> dict[str, Any]:
+    """A PublicError as a GraphQL error: its message as it is, and its code."""
+    return {"message": str(error), "extensions": {"code": getattr(error, "code", "ENDED")}}
 
 
 def _fit(reason: str) -> str:

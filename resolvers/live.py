@@ -335,21 +335,11 @@ class Hub:
             return False
         subscriber.held = False
         subscriber.pending = None
-        scope = subscriber.scope
-        if scope.payment_id is not None:
-            held = self._by_payment.get(scope.payment_id)
-        elif scope.order_id is not None:
-            held = self._by_order.get(scope.order_id)
-        else:
-            held = self._everyone
-        assert held is not None
+        index, key = self._place(subscriber.scope)
+        held = self._everyone if index is None else index[key]
         held.discard(subscriber)
-        if not held and held is not self._everyone:
-            if scope.payment_id is not None:
-                del self._by_payment[scope.payment_id]
-            else:
-                assert scope.order_id is not None
-                del self._by_order[scope.order_id]
+        if index is not None and not held:
+            del index[key]
         self.count -= 1
         return True
 
@@ -369,13 +359,18 @@ class Hub:
         if subscriber.held:
             subscriber.pending = None
 
-    def _index(self, subscriber: Subscriber) -> set[Subscriber]:
-        scope = subscriber.scope
+    def _place(self, scope: Scope) -> tuple[dict[str, set[Subscriber]] | None, str]:
+        """Where a subscriber of this scope is held: by its payment, by its order, or
+        (None) among those who watch everything."""
         if scope.payment_id is not None:
-            return self._by_payment.setdefault(scope.payment_id, set())
+            return self._by_payment, scope.payment_id
         if scope.order_id is not None:
-            return self._by_order.setdefault(scope.order_id, set())
-        return self._everyone
+            return self._by_order, scope.order_id
+        return None, ""
+
+    def _index(self, subscriber: Subscriber) -> set[Subscriber]:
+        index, key = self._place(subscriber.scope)
+        return self._everyone if index is None else index.setdefault(key, set())
 
     def _audience(self, change: Change) -> list[Subscriber]:
         audience = list(self._everyone)
@@ -469,12 +464,10 @@ class Hub:
     def _is_news(self, message: Any) -> bool:
         """Whether a broadcast tells of a change the hub has not handed on yet (one
         this process made was read when it was published)."""
-        try:
-            told = json.loads(message)
-            position = (int(told["xid"]), int(told["id"]))
-        except (ValueError, KeyError, TypeError):
+        told = Committed.parse(message)
+        if told is None:
             return True  # a message we cannot read: look at the log all the same
-        return position > self.position
+        return (told.xid, told.event_id) > self.position
 
     async def _tail(self) -> None:
         """Read the log when told it grew (and every poll_s while anyone listens, and

@@ -53,6 +53,13 @@ from schema.trusted import TrustedDocuments
 log = logging.getLogger("payql.graphql")
 
 
+def mask(errors: list[GraphQLError], context: Any) -> list[GraphQLError]:
+    """The errors as the client sees them: unexpected ones masked, with the request id
+    of `context` (which the log has)."""
+    request_id = getattr(context, "request_id", None)
+    return [e if expected(e) else masked(e, request_id) for e in errors]
+
+
 class Unreadable(Exception):
     """A document that cannot be run at all (it does not parse; no such operation):
     graphql-transport-ws closes the socket with 4400 and this reason."""
@@ -103,8 +110,7 @@ class PayqlSchema(strawberry.Schema):
         the operation (an extension's own hook failing), which MaskErrors cannot see."""
         result = await super().execute(*args, **kwargs)
         if result.errors:
-            request_id = getattr(kwargs.get("context_value"), "request_id", None)
-            result.errors = [e if expected(e) else masked(e, request_id) for e in result.errors]
+            result.errors = mask(result.errors, kwargs.get("context_value"))
         return result
 
     async def open_subscription(
@@ -161,8 +167,7 @@ class PayqlSchema(strawberry.Schema):
                 ec.pre_execution_errors = errors  # (its span says which codes)
         if opened is not None:
             return opened
-        request_id = getattr(context, "request_id", None)
-        return [e if expected(e) else masked(e, request_id) for e in errors]
+        return mask(errors, context)
 
     async def _source(self, document: Any, ec: ExecutionContext) -> Opening | GraphQLResult:
         """Run the subscription's resolver, as graphql-core would to make its source
@@ -184,9 +189,7 @@ class PayqlSchema(strawberry.Schema):
         if not result.errors:
             return json.dumps({"data": result.data}, separators=(",", ":")), True
         self._process_errors(result.errors)
-        request_id = getattr(context, "request_id", None)
-        errors = [e if expected(e) else masked(e, request_id) for e in result.errors]
-        body = {"data": result.data, "errors": [e.formatted for e in errors]}
+        body = {"data": result.data, "errors": [e.formatted for e in mask(result.errors, context)]}
         return json.dumps(body, separators=(",", ":")), False
 
     def process_errors(

@@ -40,6 +40,15 @@ class Committed:
             separators=(",", ":"),
         )
 
+    @classmethod
+    def parse(cls, text: Any) -> Committed | None:
+        """What to_json wrote, or None for a message that is not one."""
+        try:
+            told = json.loads(text)
+            return cls(int(told["xid"]), int(told["id"]), str(told["paymentId"]), told["type"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
 
 class Publisher(Protocol):
     async def publish(self, change: Committed) -> None: ...
